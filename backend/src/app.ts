@@ -1,0 +1,78 @@
+import type { Redis } from 'ioredis';
+import Koa from 'koa';
+import { createRedisResponseCache } from './cache/response-cache.js';
+import { chatRequestSchema } from './chat/chat-request.js';
+import { type CompletionGateway, createChatService } from './chat/chat-service.js';
+import type { Config } from './config.js';
+import type { AppState } from './http/app-state.js';
+import { clientIdentity, parseTrustedProxies } from './http/client-identity.js';
+import { errorHandler } from './http/error-handler.js';
+import { jsonBody } from './http/json-body.js';
+import { rateLimit } from './http/rate-limit.js';
+import { requestContext } from './http/request-context.js';
+import { validateBody } from './http/validate.js';
+import { chatRoutes } from './routes/chat-routes.js';
+import { healthRoutes, type Lifecycle } from './routes/health-routes.js';
+import { metricsRoutes } from './routes/metrics-routes.js';
+import { createDegradationTracker } from './telemetry/degradation.js';
+import type { Logger } from './telemetry/logger.js';
+import type { Metrics } from './telemetry/metrics.js';
+
+export interface AppDependencies {
+  config: Config;
+  redis: Redis;
+  logger: Logger;
+  metrics: Metrics;
+  llm: CompletionGateway;
+  lifecycle: Lifecycle;
+}
+
+/** Composes the HTTP app; the middleware order below is the request path of DESIGN.md. */
+export function createApp(deps: AppDependencies): Koa<AppState> {
+  const { config, redis, logger, metrics, llm, lifecycle } = deps;
+  const cache = createRedisResponseCache({
+    redis,
+    prefix: config.REDIS_PREFIX,
+    ttlSeconds: config.CACHE_TTL_SECONDS,
+    metrics,
+    tracker: createDegradationTracker('response-cache', logger, metrics),
+  });
+  const chat = createChatService({
+    cache,
+    gateway: llm,
+    maxTokens: config.GROQ_MAX_TOKENS,
+    temperature: config.GROQ_TEMPERATURE,
+  });
+  const chatGuard = [
+    rateLimit({
+      redis,
+      prefix: config.REDIS_PREFIX,
+      pointsPerMinute: config.MAX_REQUESTS_PER_MINUTE,
+      metrics,
+      tracker: createDegradationTracker('rate-limit', logger, metrics),
+    }),
+    jsonBody({ limitBytes: config.MAX_BODY_BYTES }),
+    validateBody(
+      chatRequestSchema({
+        maxMessageChars: config.MAX_MESSAGE_CHARS,
+        maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
+      }),
+    ),
+  ];
+
+  const app = new Koa<AppState>();
+  app.silent = true;
+  app.use(requestContext({ instanceId: config.INSTANCE_ID, logger, metrics }));
+  app.use(errorHandler());
+  app.use(clientIdentity({ trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES) }));
+
+  for (const router of [
+    healthRoutes({ redis, lifecycle }),
+    metricsRoutes({ metrics }),
+    chatRoutes({ chat, guard: chatGuard }),
+  ]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods());
+  }
+  return app;
+}

@@ -1,0 +1,84 @@
+import type { Redis } from 'ioredis';
+import type { TokenUsage } from '../llm/types.js';
+import type { DegradationTracker } from '../telemetry/degradation.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+export interface CachedAnswer {
+  response: string;
+  model: string;
+  provider: string;
+  usage: TokenUsage;
+  createdAt: number;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  hitRate: number;
+}
+
+/** A cache that never fails its caller: a backend error is a miss (get) or a no-op (set). */
+export interface ResponseCache {
+  get(key: string): Promise<CachedAnswer | undefined>;
+  set(key: string, answer: CachedAnswer): Promise<void>;
+  stats(): Promise<CacheStats>;
+}
+
+// Reads the entry and counts the hit or miss in one round trip.
+const GET_AND_COUNT = `
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('INCR', KEYS[2]) else redis.call('INCR', KEYS[3]) end
+return value`;
+
+export interface RedisResponseCacheOptions {
+  redis: Redis;
+  /** Prefix of every key, e.g. "focus:". */
+  prefix: string;
+  ttlSeconds: number;
+  metrics: Metrics;
+  tracker: DegradationTracker;
+}
+
+export function createRedisResponseCache(options: RedisResponseCacheOptions): ResponseCache {
+  const { redis, prefix, ttlSeconds, metrics, tracker } = options;
+  const entryKey = (key: string) => `${prefix}cache:v1:${key}`;
+  const hitsKey = `${prefix}stats:cache:hits`;
+  const missesKey = `${prefix}stats:cache:misses`;
+
+  return {
+    async get(key) {
+      try {
+        const raw = (await redis.eval(GET_AND_COUNT, 3, entryKey(key), hitsKey, missesKey)) as string | null;
+        tracker.succeeded();
+        if (raw === null) {
+          metrics.cacheLookups.inc({ result: 'miss' });
+          return undefined;
+        }
+        metrics.cacheLookups.inc({ result: 'hit' });
+        return JSON.parse(raw) as CachedAnswer;
+      } catch (error) {
+        tracker.failed(error);
+        metrics.cacheLookups.inc({ result: 'error' });
+        return undefined;
+      }
+    },
+
+    async set(key, answer) {
+      try {
+        await redis.set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds);
+        tracker.succeeded();
+      } catch (error) {
+        tracker.failed(error);
+      }
+    },
+
+    async stats() {
+      const [hits, misses] = (await redis.mget(hitsKey, missesKey)).map((value) => Number(value ?? 0)) as [
+        number,
+        number,
+      ];
+      const total = hits + misses;
+      return { hits, misses, hitRate: total === 0 ? 0 : hits / total };
+    },
+  };
+}

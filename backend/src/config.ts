@@ -1,0 +1,134 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { parseTrustedProxies } from './http/client-identity.js';
+
+/**
+ * Every setting of a backend process, read once from the environment.
+ * A bad value stops the process at start with one line per bad variable.
+ * Each variable is documented in README.md ("Configuration").
+ */
+
+const integer = (fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+const booleanFlag = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(fallback ? 'true' : 'false')
+    .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const optionalString = z
+  .string()
+  .trim()
+  .transform((value) => (value === '' ? undefined : value))
+  .optional();
+
+const httpUrl = z.url({ protocol: /^https?$/ });
+
+const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: integer(3000, 0, 65535),
+  INSTANCE_ID: optionalString,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  TRUSTED_PROXIES: z
+    .string()
+    .default('loopback')
+    .superRefine((value, ctx) => {
+      try {
+        parseTrustedProxies(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message.replace(/^TRUSTED_PROXIES: /, '') });
+      }
+    }),
+  MAX_BODY_BYTES: integer(64 * 1024, 256, 10 * 1024 * 1024),
+  SHUTDOWN_DRAIN_MS: integer(2000, 0, 60_000),
+  SHUTDOWN_TIMEOUT_MS: integer(15_000, 100, 120_000),
+
+  REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'letters, digits and :_.- only, at most 64')
+    .default('focus:'),
+  REDIS_COMMAND_TIMEOUT_MS: integer(500, 20, 30_000),
+
+  GROQ_API_KEY: optionalString,
+  GROQ_BASE_URL: httpUrl.optional(),
+  GROQ_MODEL: z.string().min(1).default('llama-3.1-8b-instant'),
+  GROQ_TIMEOUT_MS: integer(10_000, 100, 120_000),
+  GROQ_MAX_TOKENS: integer(300, 16, 8192),
+  GROQ_TEMPERATURE: z.coerce.number().min(0).max(2).default(0.6),
+
+  MAX_REQUESTS_PER_MINUTE: integer(60, 1),
+  CACHE_TTL_SECONDS: integer(7200, 1),
+  MAX_MESSAGE_CHARS: integer(2000, 1, 100_000),
+  MAX_HISTORY_MESSAGES: integer(20, 0, 200),
+  SIMULATOR_PORT: integer(0, 0, 65535),
+  ALLOW_EMBEDDED_SIMULATOR: booleanFlag(true),
+});
+
+type RawConfig = z.infer<typeof configSchema>;
+
+export interface Config extends Omit<RawConfig, 'INSTANCE_ID' | 'GROQ_BASE_URL' | 'GROQ_API_KEY'> {
+  readonly INSTANCE_ID: string;
+  readonly GROQ_API_KEY: string | undefined;
+  /** Undefined when no key is set: main.ts then starts the bundled simulator. */
+  readonly GROQ_BASE_URL: string | undefined;
+}
+
+const SECRET_VARIABLES = ['GROQ_API_KEY'] as const;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Resolves `NAME_FILE` (a mounted secret) into `NAME`; the file wins only when NAME is unset. */
+function resolveSecretFiles(env: NodeJS.ProcessEnv, problems: string[]): NodeJS.ProcessEnv {
+  const resolved = { ...env };
+  for (const name of SECRET_VARIABLES) {
+    const file = env[`${name}_FILE`];
+    if (!file || env[name]) {
+      continue;
+    }
+    try {
+      resolved[name] = readFileSync(file, 'utf8').trim();
+    } catch (error) {
+      problems.push(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  return resolved;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const withSecrets = resolveSecretFiles(env, problems);
+  // Empty strings mean "unset", as in most shells' `VAR= cmd`.
+  const present = Object.fromEntries(Object.entries(withSecrets).filter(([, value]) => value !== ''));
+  const parsed = configSchema.safeParse(present);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0] ?? 'environment');
+      const shown = (SECRET_VARIABLES as readonly string[]).includes(name)
+        ? '<redacted>'
+        : JSON.stringify(present[name] ?? null);
+      problems.push(`${name}: ${issue.message} (got ${shown})`);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) {
+    throw new ConfigError(problems);
+  }
+  const raw = parsed.data;
+  if (raw.GROQ_API_KEY && !raw.GROQ_BASE_URL) {
+    raw.GROQ_BASE_URL = 'https://api.groq.com';
+  }
+  return Object.freeze({
+    ...raw,
+    GROQ_API_KEY: raw.GROQ_API_KEY,
+    GROQ_BASE_URL: raw.GROQ_BASE_URL,
+    INSTANCE_ID: raw.INSTANCE_ID ?? `${hostname()}:${raw.PORT}`,
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * The catalogue of errors a client can see. Each has an HTTP status and a
+ * stable snake_case code the app can switch on; anything else thrown is
+ * rendered as a generic 500 by the error middleware.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Readonly<Record<string, string>> = {},
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+}
+
+export const invalidJson = () => new AppError(400, 'invalid_json', 'The request body is not valid JSON.');
+
+export const invalidRequest = (message: string, details?: unknown) =>
+  new AppError(400, 'invalid_request', message, {}, details);
+
+export const unauthorized = (message = 'Missing or invalid credentials.') =>
+  new AppError(401, 'unauthorized', message, { 'WWW-Authenticate': 'Bearer' });
+
+export const forbidden = (message = 'Not allowed.') => new AppError(403, 'forbidden', message);
+
+export const notFound = (message = 'No such resource.') => new AppError(404, 'not_found', message);
+
+export const payloadTooLarge = (limitBytes: number) =>
+  new AppError(413, 'payload_too_large', `The request body is larger than ${limitBytes} bytes.`);
+
+export const unsupportedMediaType = () =>
+  new AppError(415, 'unsupported_media_type', 'Send the body as JSON with Content-Type: application/json.');
+
+export const rateLimited = (retryAfterSeconds: number, headers: Record<string, string> = {}) =>
+  new AppError(429, 'rate_limited', `Too many requests. Try again in ${retryAfterSeconds} s.`, {
+    ...headers,
+    'Retry-After': String(retryAfterSeconds),
+  });
+
+export const upstreamUnavailable = (
+  message = 'The AI coach is unavailable right now. Please try again shortly.',
+  retryAfterSeconds?: number,
+) =>
+  new AppError(
+    503,
+    'upstream_unavailable',
+    message,
+    retryAfterSeconds ? { 'Retry-After': String(retryAfterSeconds) } : {},
+  );
+
+export const upstreamError = (message = 'The AI coach answered with an error.') =>
+  new AppError(502, 'upstream_error', message);
+
+export const upstreamTimeout = () =>
+  new AppError(504, 'upstream_timeout', 'The AI coach took too long to answer. Please try again.');
+
+export const upstreamRateLimited = (retryAfterSeconds: number) =>
+  new AppError(503, 'upstream_rate_limited', `The AI coach is at capacity. Try again in ${retryAfterSeconds} s.`, {
+    'Retry-After': String(retryAfterSeconds),
+  });
+
+export const serviceUnavailable = (message: string, retryAfterSeconds = 5) =>
+  new AppError(503, 'service_unavailable', message, { 'Retry-After': String(retryAfterSeconds) });
+
+export const internalError = () => new AppError(500, 'internal_error', 'Something went wrong on our side.');

@@ -1,0 +1,21 @@
+import type { Context, Next, ParameterizedContext } from 'koa';
+import type { Logger } from '../telemetry/logger.js';
+
+export interface Caller {
+  /** Stable identity used for rate limits, ownership and active users. */
+  id: string;
+  kind: 'user' | 'ip';
+}
+
+/** Per-request values, set by middleware in the order app.ts composes them. */
+export interface AppState {
+  requestId: string;
+  log: Logger;
+  caller: Caller;
+  input: unknown;
+  /** Set by handlers so the access log can tell cache hits apart. */
+  cacheHit?: boolean;
+}
+
+export type AppContext = ParameterizedContext<AppState, Context>;
+export type AppMiddleware = (ctx: AppContext, next: Next) => Promise<void>;

@@ -1,0 +1,53 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { AppMiddleware } from './app-state.js';
+
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+
+/** The route template (`/api/chat/status/:jobId`), never the raw URL, so labels stay bounded. */
+function routeTemplate(ctx: Parameters<AppMiddleware>[0]): string {
+  const matched = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
+  return typeof matched === 'string' ? matched : 'unmatched';
+}
+
+export function hashCaller(id: string): string {
+  return createHash('sha256').update(id).digest('hex').slice(0, 16);
+}
+
+/**
+ * First middleware: request id and instance id on every response, one access
+ * log line and the HTTP metrics for every request, whatever happens inside.
+ */
+export function requestContext(options: { instanceId: string; logger: Logger; metrics: Metrics }): AppMiddleware {
+  const { instanceId, logger, metrics } = options;
+  return async function requestContextMiddleware(ctx, next) {
+    const started = process.hrtime.bigint();
+    const incoming = ctx.get('X-Request-Id');
+    const requestId = SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.state.log = logger.child({ requestId });
+    ctx.set('X-Request-Id', requestId);
+    ctx.set('X-Instance-Id', instanceId);
+    try {
+      await next();
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const route = routeTemplate(ctx);
+      metrics.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
+      metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
+      const level = ctx.status >= 500 ? 'error' : 'info';
+      ctx.state.log[level](
+        {
+          method: ctx.method,
+          route,
+          status: ctx.status,
+          latencyMs: Math.round(seconds * 1e4) / 10,
+          cacheHit: ctx.state.cacheHit,
+          caller: ctx.state.caller ? hashCaller(ctx.state.caller.id) : undefined,
+        },
+        'request',
+      );
+    }
+  };
+}

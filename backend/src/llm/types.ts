@@ -1,0 +1,41 @@
+export type ChatRole = 'system' | 'user' | 'assistant';
+
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+}
+
+export interface CompletionRequest {
+  messages: readonly ChatMessage[];
+  maxTokens: number;
+  temperature: number;
+  signal?: AbortSignal;
+}
+
+export interface TokenUsage {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** Rate-limit state an upstream reported with its answer (Groq's x-ratelimit-* headers). */
+export interface UpstreamLimits {
+  remainingTokens?: number;
+  remainingRequests?: number;
+  resetTokensMs?: number;
+  resetRequestsMs?: number;
+}
+
+export interface Completion {
+  text: string;
+  model: string;
+  provider: string;
+  usage: TokenUsage;
+  limits?: UpstreamLimits;
+}
+
+/** One LLM endpoint (Groq, an OpenAI-compatible fallback…). Adapters do not retry. */
+export interface LlmProvider {
+  readonly name: string;
+  readonly model: string;
+  complete(request: CompletionRequest): Promise<Completion>;
+}

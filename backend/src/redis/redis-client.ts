@@ -1,0 +1,75 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from '../telemetry/logger.js';
+
+export type { Redis };
+
+export interface RedisClientOptions {
+  url: string;
+  /** Shown by CLIENT LIST, so an operator can tell roles apart. */
+  connectionName: string;
+  commandTimeoutMs: number;
+  logger: Logger;
+  /**
+   * BullMQ needs blocking commands that wait for ever and a queue of commands
+   * while reconnecting; the request path needs the opposite: fail fast.
+   */
+  role?: 'request-path' | 'queue';
+}
+
+/**
+ * The request path must never hang on Redis: commands fail at once while the
+ * connection is down (no offline queue) and time out quickly when it is slow,
+ * so callers degrade (cache miss, in-memory limiter) instead of waiting.
+ */
+export function createRedisClient(options: RedisClientOptions): Redis {
+  const log = options.logger.child({ component: 'redis', connection: options.connectionName });
+  const common: RedisOptions = {
+    connectionName: options.connectionName,
+    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 2000),
+    lazyConnect: false,
+  };
+  const roleOptions: RedisOptions =
+    options.role === 'queue'
+      ? { maxRetriesPerRequest: null, enableOfflineQueue: true }
+      : {
+          maxRetriesPerRequest: 0,
+          enableOfflineQueue: false,
+          commandTimeout: options.commandTimeoutMs,
+          connectTimeout: 2000,
+        };
+  const client = new Redis(options.url, { ...common, ...roleOptions });
+
+  // Log a state change once, not every reconnect attempt.
+  let healthy = true;
+  client.on('error', (error: Error) => {
+    if (healthy) {
+      healthy = false;
+      log.warn({ err: { message: error.message } }, 'redis connection lost; degrading');
+    }
+  });
+  client.on('ready', () => {
+    if (!healthy) {
+      healthy = true;
+      log.info('redis connection restored');
+    }
+  });
+  return client;
+}
+
+/** Resolves once the client is ready, or after timeoutMs (the caller degrades). */
+export async function waitForRedis(client: Redis, timeoutMs: number): Promise<boolean> {
+  if (client.status === 'ready') {
+    return true;
+  }
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    client.once('ready', onReady);
+  });
+}

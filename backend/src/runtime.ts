@@ -1,0 +1,113 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Redis } from 'ioredis';
+import type Koa from 'koa';
+import { type GroqSimulator, startGroqSimulator } from '../sim/groq-simulator.js';
+import { createApp } from './app.js';
+import type { Config } from './config.js';
+import type { AppState } from './http/app-state.js';
+import { createGroqProvider } from './llm/groq-provider.js';
+import { createRedisClient, waitForRedis } from './redis/redis-client.js';
+import type { Logger } from './telemetry/logger.js';
+import { createMetrics, type Metrics } from './telemetry/metrics.js';
+
+/**
+ * The composition root: builds every dependency of one backend process from
+ * its config, wires them together and owns their ordered shutdown. main.ts
+ * runs it for real; tests run it in-process on their own Redis prefix.
+ */
+export interface Runtime {
+  readonly app: Koa<AppState>;
+  readonly server: Server;
+  readonly redis: Redis;
+  readonly metrics: Metrics;
+  readonly lifecycle: { draining: boolean };
+  /** The bundled simulator, when no GROQ_BASE_URL/GROQ_API_KEY was given. */
+  readonly simulator: GroqSimulator | undefined;
+  listen(): Promise<{ port: number; url: string }>;
+  /** Not-ready, drain delay, stop accepting, finish in-flight work, close connections. */
+  shutdown(): Promise<void>;
+}
+
+export async function createRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  const metrics = createMetrics();
+  const redis = createRedisClient({
+    url: config.REDIS_URL,
+    connectionName: `focus:${config.INSTANCE_ID}:api`,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    logger,
+  });
+  if (!(await waitForRedis(redis, 3000))) {
+    logger.warn('redis not reachable at start; serving degraded until it is');
+  }
+
+  let groqBaseUrl = config.GROQ_BASE_URL;
+  let simulator: GroqSimulator | undefined;
+  if (groqBaseUrl === undefined) {
+    if (!config.ALLOW_EMBEDDED_SIMULATOR) {
+      throw new Error('GROQ_BASE_URL: required when GROQ_API_KEY is unset and ALLOW_EMBEDDED_SIMULATOR=false');
+    }
+    simulator = await startGroqSimulator({}, { port: config.SIMULATOR_PORT });
+    groqBaseUrl = simulator.url;
+    logger.warn({ simulator: simulator.url }, 'GROQ_API_KEY is not set: answering from the bundled Groq simulator');
+  }
+
+  const groq = createGroqProvider({
+    apiKey: config.GROQ_API_KEY ?? 'simulator',
+    baseURL: groqBaseUrl,
+    model: config.GROQ_MODEL,
+    timeoutMs: config.GROQ_TIMEOUT_MS,
+  });
+
+  const lifecycle = { draining: false };
+  const app = createApp({
+    config,
+    redis,
+    logger,
+    metrics,
+    llm: { target: { provider: groq.name, model: groq.model }, complete: (request) => groq.complete(request) },
+    lifecycle,
+  });
+  const server = createServer(app.callback());
+  // Longer than the proxy's idle timeout, so the proxy closes idle connections first.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+
+  let stopping: Promise<void> | undefined;
+  async function stop() {
+    lifecycle.draining = true;
+    logger.info('draining');
+    await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS));
+    if (server.listening) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+    }
+    await redis.quit().catch(() => redis.disconnect());
+    await simulator?.close();
+    logger.info('stopped');
+  }
+
+  return {
+    app,
+    server,
+    redis,
+    metrics,
+    lifecycle,
+    simulator,
+    async listen() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.PORT, config.HOST, () => resolve());
+      });
+      const { port } = server.address() as AddressInfo;
+      logger.info({ port, host: config.HOST }, 'listening');
+      return { port, url: `http://127.0.0.1:${port}` };
+    },
+    shutdown() {
+      stopping ??= stop();
+      return stopping;
+    },
+  };
+}
