@@ -30,8 +30,18 @@ export interface ChatServiceOptions {
   temperature: number;
 }
 
+export interface AnswerOptions {
+  signal?: AbortSignal;
+  /**
+   * How long this caller may wait for upstream quota. A synchronous request
+   * waits briefly; a queued job passes 0 and is delayed instead when the
+   * gateway answers UpstreamError('rate_limited', retryAfterMs).
+   */
+  maxQuotaWaitMs?: number;
+}
+
 export interface ChatService {
-  answer(request: ChatRequest, signal?: AbortSignal): Promise<ChatAnswer>;
+  answer(request: ChatRequest, options?: AnswerOptions): Promise<ChatAnswer>;
 }
 
 export function buildMessages(request: ChatRequest): ChatMessage[] {
@@ -47,7 +57,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
   const { cache, gateway, maxTokens, temperature } = options;
 
   return {
-    async answer(request, signal) {
+    async answer(request, answerOptions = {}) {
       const messages = buildMessages(request);
       const keyInput: CacheKeyInput = {
         ...gateway.target,
@@ -62,7 +72,13 @@ export function createChatService(options: ChatServiceOptions): ChatService {
         return { response: hit.response, cached: true, model: hit.model, provider: hit.provider, usage: hit.usage };
       }
 
-      const completion = await gateway.complete({ messages, maxTokens, temperature, signal });
+      const completion = await gateway.complete({
+        messages,
+        maxTokens,
+        temperature,
+        signal: answerOptions.signal,
+        maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
+      });
       await cache.set(key, {
         response: completion.text,
         model: completion.model,

@@ -10,6 +10,8 @@ export interface CompletionRequest {
   maxTokens: number;
   temperature: number;
   signal?: AbortSignal;
+  /** Upper bound on waiting for upstream quota (see AnswerOptions); undefined: the gateway's default. */
+  maxQuotaWaitMs?: number;
 }
 
 export interface TokenUsage {
