@@ -9,8 +9,15 @@ import { parseTrustedProxies } from './http/client-identity.js';
  * Each variable is documented in README.md ("Configuration").
  */
 
+// Decimal digits only: Number() would also take "0x10", "1e3" or " " (as 0).
 const integer = (fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'expected a whole number')
+    .transform(Number)
+    .pipe(z.number().min(min).max(max))
+    .default(fallback);
 
 const booleanFlag = (fallback: boolean) =>
   z
@@ -106,8 +113,10 @@ function resolveSecretFiles(env: NodeJS.ProcessEnv, problems: string[]): NodeJS.
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   const withSecrets = resolveSecretFiles(env, problems);
-  // Empty strings mean "unset", as in most shells' `VAR= cmd`.
-  const present = Object.fromEntries(Object.entries(withSecrets).filter(([, value]) => value !== ''));
+  // Empty (or blank) strings mean "unset", as in most shells' `VAR= cmd`.
+  const present = Object.fromEntries(
+    Object.entries(withSecrets).filter(([, value]) => value !== undefined && value.trim() !== ''),
+  );
   const parsed = configSchema.safeParse(present);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
