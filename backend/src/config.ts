@@ -101,11 +101,18 @@ function resolveSecretFiles(env: NodeJS.ProcessEnv, problems: string[]): NodeJS.
     if (!file || env[name]) {
       continue;
     }
+    let value: string;
     try {
-      resolved[name] = readFileSync(file, 'utf8').trim();
+      value = readFileSync(file, 'utf8').trim();
     } catch (error) {
       problems.push(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      continue;
     }
+    // An empty secret would read as "no key" and silently switch to the simulator.
+    if (value === '') {
+      problems.push(`${name}_FILE: ${file} is empty`);
+    }
+    resolved[name] = value;
   }
   return resolved;
 }
