@@ -26,9 +26,14 @@ export function parseTrustedProxies(spec: string): BlockList {
       const type = family === 6 ? 'ipv6' : 'ipv4';
       if (prefix === undefined) {
         list.addAddress(address, type);
-      } else {
-        list.addSubnet(address, Number(prefix), type);
+        continue;
       }
+      // Number('') is 0: "10.0.0.0/" must not become 0.0.0.0/0 and trust every peer.
+      const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
+      if (!(bits <= (family === 6 ? 128 : 32))) {
+        throw new Error(`TRUSTED_PROXIES: "${entry}" has an invalid prefix length`);
+      }
+      list.addSubnet(address, bits, type);
     }
   }
   return list;
