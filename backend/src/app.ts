@@ -9,14 +9,18 @@ import { clientIdentity, parseTrustedProxies } from './http/client-identity.js';
 import { errorHandler } from './http/error-handler.js';
 import { jsonBody } from './http/json-body.js';
 import { rateLimit } from './http/rate-limit.js';
+import { recordClusterStats } from './http/record-cluster-stats.js';
 import { requestContext } from './http/request-context.js';
 import { validateBody } from './http/validate.js';
 import { chatRoutes } from './routes/chat-routes.js';
 import { healthRoutes, type Lifecycle } from './routes/health-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
+import { type QueueStatsSource, statsRoutes } from './routes/stats-routes.js';
+import type { ClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
 import type { Logger } from './telemetry/logger.js';
 import type { Metrics } from './telemetry/metrics.js';
+import type { UpstreamQuota } from './telemetry/stats-report.js';
 
 export interface AppDependencies {
   config: Config;
@@ -25,11 +29,15 @@ export interface AppDependencies {
   metrics: Metrics;
   llm: CompletionGateway;
   lifecycle: Lifecycle;
+  clusterStats: ClusterStats;
+  queueStats: QueueStatsSource;
+  /** The primary provider's per-minute budget, shown on /dashboard against its use. */
+  upstreamQuota?: UpstreamQuota;
 }
 
 /** Composes the HTTP app; the middleware order below is the request path of DESIGN.md. */
 export function createApp(deps: AppDependencies): Koa<AppState> {
-  const { config, redis, logger, metrics, llm, lifecycle } = deps;
+  const { config, redis, logger, metrics, llm, lifecycle, clusterStats } = deps;
   const cache = createRedisResponseCache({
     redis,
     prefix: config.REDIS_PREFIX,
@@ -65,10 +73,18 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
   app.use(requestContext({ instanceId: config.INSTANCE_ID, logger, metrics }));
   app.use(errorHandler());
   app.use(clientIdentity({ trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES) }));
+  app.use(recordClusterStats({ stats: clusterStats }));
 
   for (const router of [
     healthRoutes({ redis, lifecycle }),
     metricsRoutes({ metrics }),
+    statsRoutes({
+      stats: clusterStats,
+      queue: deps.queueStats,
+      quota: deps.upstreamQuota,
+      instanceId: config.INSTANCE_ID,
+      adminToken: config.ADMIN_TOKEN,
+    }),
     chatRoutes({ chat, guard: chatGuard }),
   ]) {
     app.use(router.routes());

@@ -73,6 +73,11 @@ const configSchema = z.object({
   MAX_HISTORY_MESSAGES: integer(20, 0, 200),
   SIMULATOR_PORT: integer(0, 0, 65535),
   ALLOW_EMBEDDED_SIMULATOR: booleanFlag(true),
+
+  ADMIN_TOKEN: optionalString.refine((value) => value === undefined || value.length >= 16, {
+    message: 'at least 16 characters',
+  }),
+  ACTIVE_USER_WINDOW_SECONDS: integer(300, 10, 86_400),
 });
 
 type RawConfig = z.infer<typeof configSchema>;
@@ -84,7 +89,7 @@ export interface Config extends Omit<RawConfig, 'INSTANCE_ID' | 'GROQ_BASE_URL' 
   readonly GROQ_BASE_URL: string | undefined;
 }
 
-const SECRET_VARIABLES = ['GROQ_API_KEY'] as const;
+const SECRET_VARIABLES = ['GROQ_API_KEY', 'ADMIN_TOKEN'] as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {

@@ -8,8 +8,12 @@ import type { Config } from './config.js';
 import type { AppState } from './http/app-state.js';
 import { createGroqProvider } from './llm/groq-provider.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
+import { registerActiveUsersGauge } from './telemetry/active-users-gauge.js';
+import { createClusterStats } from './telemetry/cluster-stats.js';
+import { createDegradationTracker } from './telemetry/degradation.js';
 import type { Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { withUpstreamUsage } from './telemetry/upstream-usage.js';
 
 /**
  * The composition root: builds every dependency of one backend process from
@@ -40,6 +44,17 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   if (!(await waitForRedis(redis, 3000))) {
     logger.warn('redis not reachable at start; serving degraded until it is');
   }
+  const clusterStats = createClusterStats({
+    redis,
+    prefix: config.REDIS_PREFIX,
+    activeUserWindowSeconds: config.ACTIVE_USER_WINDOW_SECONDS,
+    tracker: createDegradationTracker('cluster-stats', logger, metrics),
+  });
+  registerActiveUsersGauge({
+    registry: metrics.registry,
+    count: () => clusterStats.activeUsers(),
+    timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
 
   let groqBaseUrl = config.GROQ_BASE_URL;
   let simulator: GroqSimulator | undefined;
@@ -52,12 +67,15 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     logger.warn({ simulator: simulator.url }, 'GROQ_API_KEY is not set: answering from the bundled Groq simulator');
   }
 
-  const groq = createGroqProvider({
-    apiKey: config.GROQ_API_KEY ?? 'simulator',
-    baseURL: groqBaseUrl,
-    model: config.GROQ_MODEL,
-    timeoutMs: config.GROQ_TIMEOUT_MS,
-  });
+  const groq = withUpstreamUsage(
+    createGroqProvider({
+      apiKey: config.GROQ_API_KEY ?? 'simulator',
+      baseURL: groqBaseUrl,
+      model: config.GROQ_MODEL,
+      timeoutMs: config.GROQ_TIMEOUT_MS,
+    }),
+    clusterStats,
+  );
 
   const lifecycle = { draining: false };
   const app = createApp({
@@ -67,6 +85,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     metrics,
     llm: { target: { provider: groq.name, model: groq.model }, complete: (request) => groq.complete(request) },
     lifecycle,
+    clusterStats,
+    // Until the queue lands there is no backlog to report.
+    queueStats: { counts: async () => ({ waiting: 0, active: 0 }) },
   });
   const server = createServer(app.callback());
   // Longer than the proxy's idle timeout, so the proxy closes idle connections first.

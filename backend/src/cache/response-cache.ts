@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { TokenUsage } from '../llm/types.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { BUCKET_TTL_SECONDS, currentSecond, FIELD, windowKey } from '../telemetry/stats-window.js';
 
 export interface CachedAnswer {
   response: string;
@@ -24,10 +25,13 @@ export interface ResponseCache {
   stats(): Promise<CacheStats>;
 }
 
-// Reads the entry and counts the hit or miss in one round trip.
+// Reads the entry and counts the hit or miss, in total and in the
+// cluster-wide one-minute window (telemetry/stats-window.ts), in one round trip.
 const GET_AND_COUNT = `
 local value = redis.call('GET', KEYS[1])
 if value then redis.call('INCR', KEYS[2]) else redis.call('INCR', KEYS[3]) end
+redis.call('HINCRBY', KEYS[4], value and ARGV[1] or ARGV[2], 1)
+redis.call('EXPIRE', KEYS[4], ARGV[3])
 return value`;
 
 export interface RedisResponseCacheOptions {
@@ -48,7 +52,17 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
   return {
     async get(key) {
       try {
-        const raw = (await redis.eval(GET_AND_COUNT, 3, entryKey(key), hitsKey, missesKey)) as string | null;
+        const raw = (await redis.eval(
+          GET_AND_COUNT,
+          4,
+          entryKey(key),
+          hitsKey,
+          missesKey,
+          windowKey(prefix, currentSecond()),
+          FIELD.cacheHits,
+          FIELD.cacheMisses,
+          BUCKET_TTL_SECONDS,
+        )) as string | null;
         tracker.succeeded();
         if (raw === null) {
           metrics.cacheLookups.inc({ result: 'miss' });

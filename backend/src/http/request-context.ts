@@ -6,7 +6,7 @@ import type { AppMiddleware } from './app-state.js';
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
 /** The route template (`/api/chat/status/:jobId`), never the raw URL, so labels stay bounded. */
-function routeTemplate(ctx: Parameters<AppMiddleware>[0]): string {
+export function routeTemplate(ctx: Parameters<AppMiddleware>[0]): string {
   const matched = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
   return typeof matched === 'string' ? matched : 'unmatched';
 }

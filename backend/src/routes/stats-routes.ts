@@ -1,0 +1,60 @@
+import Router from '@koa/router';
+import { serviceUnavailable } from '../errors.js';
+import { adminAuth } from '../http/admin-auth.js';
+import type { AppState } from '../http/app-state.js';
+import type { ClusterSnapshot, ClusterStats } from '../telemetry/cluster-stats.js';
+import { cacheFigures, dashboardReport, type UpstreamQuota } from '../telemetry/stats-report.js';
+
+/** Where the queue's cluster-wide depth comes from (BullMQ's job counts). */
+export interface QueueStatsSource {
+  counts(): Promise<{ waiting: number; active: number }>;
+}
+
+export interface StatsRoutesOptions {
+  stats: ClusterStats;
+  queue: QueueStatsSource;
+  quota: UpstreamQuota | undefined;
+  instanceId: string;
+  adminToken: string | undefined;
+}
+
+/**
+ * GET /api/chat/stats and GET /dashboard: cluster-wide figures over the last
+ * minute (active users over their own window), the same whichever instance
+ * answers. Without Redis there is nothing true to show: 503, not zeros.
+ */
+export function statsRoutes(options: StatsRoutesOptions): Router<AppState> {
+  const { stats, queue, quota, instanceId } = options;
+  const router = new Router<AppState>();
+  const guard = adminAuth({ token: options.adminToken });
+
+  async function fromRedis<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch {
+      throw serviceUnavailable('Cluster statistics are unavailable: Redis cannot be reached.');
+    }
+  }
+
+  router.get('/api/chat/stats', guard, async (ctx) => {
+    const [{ activeUsers, totals }, counts] = await fromRedis(() =>
+      Promise.all([stats.lastMinute(), queue.counts()] as const),
+    );
+    ctx.body = {
+      activeUsers,
+      cacheStats: cacheFigures(totals),
+      queue: counts,
+      uptime: Math.round(process.uptime()),
+      instance: instanceId,
+    };
+  });
+
+  router.get('/dashboard', guard, async (ctx) => {
+    const snapshot: ClusterSnapshot = await fromRedis(() => stats.lastMinute());
+    ctx.body = {
+      ...dashboardReport(snapshot.activeUsers, snapshot.totals, quota),
+      instance: instanceId,
+    };
+  });
+  return router;
+}
