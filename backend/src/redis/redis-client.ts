@@ -39,14 +39,18 @@ export function createRedisClient(options: RedisClientOptions): Redis {
         };
   const client = new Redis(options.url, { ...common, ...roleOptions });
 
-  // Log a state change once, not every reconnect attempt.
+  // Log a state change once, not every reconnect attempt. ioredis emits
+  // 'reconnecting' only when a connection drops unexpectedly (not on quit), and
+  // at once, whereas 'error' waits for a reconnect attempt to fail.
   let healthy = true;
-  client.on('error', (error: Error) => {
+  const lost = (reason: string) => {
     if (healthy) {
       healthy = false;
-      log.warn({ err: { message: error.message } }, 'redis connection lost; degrading');
+      log.warn({ err: { message: reason } }, 'redis connection lost; degrading');
     }
-  });
+  };
+  client.on('error', (error: Error) => lost(error.message));
+  client.on('reconnecting', () => lost('connection closed'));
   client.on('ready', () => {
     if (!healthy) {
       healthy = true;

@@ -30,15 +30,34 @@ export interface BackendProcess {
   kill(): Promise<void>;
 }
 
-export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/**
+ * Polls `check` until it is true. `failFast` is asked first on every round: when it
+ * returns a reason (e.g. the process died), waiting stops at once with that reason.
+ */
+export async function waitFor(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  failFast?: () => string | undefined,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    const failure = failFast?.();
+    if (failure !== undefined) {
+      throw new Error(`${failure} while waiting for ${what}`);
+    }
     if (await check().catch(() => false)) {
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** The test runner's environment minus the upstream settings: a test opts in to an upstream explicitly. */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  const { GROQ_API_KEY: _key, GROQ_API_KEY_FILE: _keyFile, GROQ_BASE_URL: _baseUrl, ...rest } = process.env;
+  return rest;
 }
 
 /**
@@ -51,7 +70,7 @@ export async function startBackendProcess(env: Record<string, string>): Promise<
   const child = spawn(process.execPath, ['--import', 'tsx', 'backend/src/main.ts'], {
     cwd: REPO_ROOT,
     env: {
-      ...process.env,
+      ...inheritedEnv(),
       LOG_LEVEL: 'info',
       SHUTDOWN_DRAIN_MS: '0',
       ...env,
@@ -71,14 +90,13 @@ export async function startBackendProcess(env: Record<string, string>): Promise<
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitFor(
-      async () => {
-        if (child.exitCode !== null) {
-          throw new Error(`backend exited with ${child.exitCode}: ${output}`);
-        }
-        return (await fetch(`${url}/readyz`)).status === 200;
-      },
+      async () => (await fetch(`${url}/readyz`)).status === 200,
       20_000,
       `backend on ${url}`,
+      () =>
+        child.exitCode !== null || child.signalCode !== null
+          ? `backend exited early (code ${child.exitCode}, signal ${child.signalCode})`
+          : undefined,
     );
   } catch (error) {
     child.kill('SIGKILL');
