@@ -20,18 +20,23 @@ export interface CacheStats {
 
 /** A cache that never fails its caller: a backend error is a miss (get) or a no-op (set). */
 export interface ResponseCache {
-  get(key: string): Promise<CachedAnswer | undefined>;
+  /** Several keys: the first one present wins, and the lookup counts once (a hit or a miss). */
+  get(key: string | readonly string[]): Promise<CachedAnswer | undefined>;
   set(key: string, answer: CachedAnswer): Promise<void>;
   stats(): Promise<CacheStats>;
 }
 
-// Reads the entry and counts the hit or miss, in total and in the
-// cluster-wide one-minute window (telemetry/stats-window.ts), in one round trip.
+// Reads the first present entry of KEYS[4..] and counts the hit or miss, in total
+// and in the cluster-wide one-minute window (telemetry/stats-window.ts), in one round trip.
 const GET_AND_COUNT = `
-local value = redis.call('GET', KEYS[1])
-if value then redis.call('INCR', KEYS[2]) else redis.call('INCR', KEYS[3]) end
-redis.call('HINCRBY', KEYS[4], value and ARGV[1] or ARGV[2], 1)
-redis.call('EXPIRE', KEYS[4], ARGV[3])
+local value = false
+for i = 4, #KEYS do
+  value = redis.call('GET', KEYS[i])
+  if value then break end
+end
+if value then redis.call('INCR', KEYS[1]) else redis.call('INCR', KEYS[2]) end
+redis.call('HINCRBY', KEYS[3], value and ARGV[1] or ARGV[2], 1)
+redis.call('EXPIRE', KEYS[3], ARGV[3])
 return value`;
 
 export interface RedisResponseCacheOptions {
@@ -51,14 +56,15 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
 
   return {
     async get(key) {
+      const entries = (typeof key === 'string' ? [key] : key).map(entryKey);
       try {
         const raw = (await redis.eval(
           GET_AND_COUNT,
-          4,
-          entryKey(key),
+          3 + entries.length,
           hitsKey,
           missesKey,
           windowKey(prefix, currentSecond()),
+          ...entries,
           FIELD.cacheHits,
           FIELD.cacheMisses,
           BUCKET_TTL_SECONDS,

@@ -1,6 +1,6 @@
-import type { CacheKeyInput } from '../cache/cache-key.js';
 import { cacheKey } from '../cache/cache-key.js';
-import type { ResponseCache } from '../cache/response-cache.js';
+import type { CachedAnswer, ResponseCache } from '../cache/response-cache.js';
+import type { RequestCoalescer } from '../llm/request-coalescer.js';
 import type { ChatMessage, Completion, CompletionRequest, TokenUsage } from '../llm/types.js';
 import type { ChatRequest } from './chat-request.js';
 import { SYSTEM_PROMPT, SYSTEM_PROMPT_VERSION } from './system-prompt.js';
@@ -11,15 +11,25 @@ export interface ChatAnswer {
   model: string;
   provider: string;
   usage: TokenUsage;
+  /** True when an identical request in flight (on any instance) produced this answer. */
+  coalesced: boolean;
+}
+
+export interface CompletionTarget {
+  provider: string;
+  model: string;
 }
 
 /**
  * Whatever answers a completion: a single provider, or a gateway with
  * quota, retries and fallback in front of several. `target` names the
- * provider and model the answer is expected from, for the cache key.
+ * provider and model the answer is expected from, `alternates` the others
+ * that may answer instead; each has its own cache namespace, so answers of
+ * different models are never mixed up.
  */
 export interface CompletionGateway {
-  readonly target: { provider: string; model: string };
+  readonly target: CompletionTarget;
+  readonly alternates?: readonly CompletionTarget[];
   complete(request: CompletionRequest): Promise<Completion>;
 }
 
@@ -28,6 +38,8 @@ export interface ChatServiceOptions {
   gateway: CompletionGateway;
   maxTokens: number;
   temperature: number;
+  /** Makes identical uncached questions in flight across the cluster cost one upstream call. */
+  coalescer?: RequestCoalescer;
 }
 
 export interface AnswerOptions {
@@ -52,47 +64,69 @@ export function buildMessages(request: ChatRequest): ChatMessage[] {
   ];
 }
 
-/** The one path every chat goes through, synchronous or queued: cache, then the LLM. */
+const fromCache = (hit: CachedAnswer, coalesced: boolean): ChatAnswer => ({
+  response: hit.response,
+  cached: true,
+  model: hit.model,
+  provider: hit.provider,
+  usage: hit.usage,
+  coalesced,
+});
+
+/**
+ * The one path every chat goes through, synchronous or queued: the cache
+ * (the primary's answer first, then an alternate's), then the LLM, once per
+ * question across the cluster when a coalescer is given.
+ */
 export function createChatService(options: ChatServiceOptions): ChatService {
-  const { cache, gateway, maxTokens, temperature } = options;
+  const { cache, gateway, maxTokens, temperature, coalescer } = options;
 
   return {
     async answer(request, answerOptions = {}) {
       const messages = buildMessages(request);
-      const keyInput: CacheKeyInput = {
-        ...gateway.target,
-        promptVersion: SYSTEM_PROMPT_VERSION,
-        messages,
-        maxTokens,
-        temperature,
-      };
-      const key = cacheKey(keyInput);
-      const hit = await cache.get(key);
+      const targets = [gateway.target, ...(gateway.alternates ?? [])];
+      const keys = targets.map((target) =>
+        cacheKey({ ...target, promptVersion: SYSTEM_PROMPT_VERSION, messages, maxTokens, temperature }),
+      );
+      const hit = await cache.get(keys);
       if (hit) {
-        return { response: hit.response, cached: true, model: hit.model, provider: hit.provider, usage: hit.usage };
+        return fromCache(hit, false);
       }
 
-      const completion = await gateway.complete({
-        messages,
-        maxTokens,
-        temperature,
-        signal: answerOptions.signal,
-        maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
-      });
-      await cache.set(key, {
-        response: completion.text,
-        model: completion.model,
-        provider: completion.provider,
-        usage: completion.usage,
-        createdAt: Date.now(),
-      });
-      return {
-        response: completion.text,
-        cached: false,
-        model: completion.model,
-        provider: completion.provider,
-        usage: completion.usage,
+      const ask = async (): Promise<ChatAnswer> => {
+        const completion = await gateway.complete({
+          messages,
+          maxTokens,
+          temperature,
+          signal: answerOptions.signal,
+          maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
+        });
+        // Stored under the namespace of whoever answered: a fallback answer never poses as the primary's.
+        const answered = targets.findIndex((target) => target.provider === completion.provider);
+        await cache.set(keys[Math.max(0, answered)] as string, {
+          response: completion.text,
+          model: completion.model,
+          provider: completion.provider,
+          usage: completion.usage,
+          createdAt: Date.now(),
+        });
+        return {
+          response: completion.text,
+          cached: false,
+          model: completion.model,
+          provider: completion.provider,
+          usage: completion.usage,
+          coalesced: false,
+        };
       };
+      if (!coalescer) {
+        return ask();
+      }
+      const { value } = await coalescer.run(keys[0] as string, ask, async () => {
+        const answer = await cache.get(keys);
+        return answer && fromCache(answer, true);
+      });
+      return value;
     },
   };
 }

@@ -1,6 +1,6 @@
 import Groq, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'groq-sdk';
-import type { Completion, CompletionRequest, LlmProvider, UpstreamLimits } from './types.js';
-import { parseDurationMs, parseRetryAfterMs, UpstreamError } from './upstream-error.js';
+import type { Completion, CompletionRequest, LlmProvider } from './types.js';
+import { readRateLimitHeaders, UpstreamError, upstreamErrorFromStatus } from './upstream-error.js';
 
 export interface GroqProviderOptions {
   name?: string;
@@ -9,20 +9,6 @@ export interface GroqProviderOptions {
   baseURL: string;
   model: string;
   timeoutMs: number;
-}
-
-function readLimits(headers: Headers): UpstreamLimits {
-  const number = (name: string) => {
-    const raw = headers.get(name);
-    const value = raw === null ? Number.NaN : Number(raw);
-    return Number.isFinite(value) ? value : undefined;
-  };
-  return {
-    remainingTokens: number('x-ratelimit-remaining-tokens'),
-    remainingRequests: number('x-ratelimit-remaining-requests'),
-    resetTokensMs: parseDurationMs(headers.get('x-ratelimit-reset-tokens')),
-    resetRequestsMs: parseDurationMs(headers.get('x-ratelimit-reset-requests')),
-  };
 }
 
 /** Translates groq-sdk's errors into our UpstreamError kinds. */
@@ -40,23 +26,7 @@ export function toUpstreamError(error: unknown, provider: string): UpstreamError
     return new UpstreamError('unavailable', provider, 'cannot reach upstream');
   }
   if (error instanceof APIError) {
-    const status = error.status ?? 0;
-    const retryAfterMs = parseRetryAfterMs(error.headers as Headers | undefined);
-    if (status === 429) {
-      return new UpstreamError('rate_limited', provider, 'upstream rate limited', status, retryAfterMs);
-    }
-    if (status === 401 || status === 403 || status === 404) {
-      return new UpstreamError(
-        'misconfigured',
-        provider,
-        `upstream refused our credentials or model (${status})`,
-        status,
-      );
-    }
-    if (status === 408 || status === 409 || status >= 500) {
-      return new UpstreamError('unavailable', provider, `upstream error ${status}`, status, retryAfterMs);
-    }
-    return new UpstreamError('rejected', provider, `upstream rejected the request (${status})`, status);
+    return upstreamErrorFromStatus(error.status ?? 0, error.headers as Headers | undefined, provider);
   }
   return new UpstreamError('unavailable', provider, 'unexpected upstream failure');
 }
@@ -84,7 +54,7 @@ export function createGroqProvider(options: GroqProviderOptions): LlmProvider {
               max_tokens: request.maxTokens,
               temperature: request.temperature,
             },
-            { signal: request.signal },
+            { signal: request.signal, timeout: Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs) },
           )
           .withResponse();
         const text = data.choices[0]?.message?.content ?? '';
@@ -99,7 +69,7 @@ export function createGroqProvider(options: GroqProviderOptions): LlmProvider {
             promptTokens: data.usage?.prompt_tokens ?? 0,
             completionTokens: data.usage?.completion_tokens ?? 0,
           },
-          limits: readLimits(response.headers),
+          limits: readRateLimitHeaders(response.headers),
         };
       } catch (error) {
         throw toUpstreamError(error, name);

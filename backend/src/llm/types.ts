@@ -12,6 +12,8 @@ export interface CompletionRequest {
   signal?: AbortSignal;
   /** Upper bound on waiting for upstream quota (see AnswerOptions); undefined: the gateway's default. */
   maxQuotaWaitMs?: number;
+  /** Shortens this one call's timeout (never beyond the adapter's own), so retries fit the gateway's budget. */
+  timeoutMs?: number;
 }
 
 export interface TokenUsage {
@@ -19,11 +21,16 @@ export interface TokenUsage {
   completionTokens: number;
 }
 
-/** Rate-limit state an upstream reported with its answer (Groq's x-ratelimit-* headers). */
+/**
+ * Rate-limit state an upstream reported with its answer (Groq's x-ratelimit-* headers).
+ * Groq's *-tokens are per minute, its *-requests per day.
+ */
 export interface UpstreamLimits {
+  limitTokens?: number;
   remainingTokens?: number;
-  remainingRequests?: number;
   resetTokensMs?: number;
+  limitRequests?: number;
+  remainingRequests?: number;
   resetRequestsMs?: number;
 }
 

@@ -4,6 +4,8 @@
  * - rejected: the provider refused this request (4xx); retrying will not help
  * - misconfigured: our key or model is wrong (401/403/404); an operator must act
  */
+import type { UpstreamLimits } from './types.js';
+
 export type UpstreamErrorKind = 'timeout' | 'unavailable' | 'rate_limited' | 'rejected' | 'misconfigured';
 
 export class UpstreamError extends Error {
@@ -14,6 +16,8 @@ export class UpstreamError extends Error {
     readonly status?: number,
     /** From the provider's retry-after header, when it sent one. */
     readonly retryAfterMs?: number,
+    /** The rate-limit headers of the failed answer (a 429's tell whether tokens or requests ran out). */
+    readonly limits?: UpstreamLimits,
   ) {
     super(message);
     this.name = 'UpstreamError';
@@ -59,4 +63,51 @@ export function parseDurationMs(value: string | null | undefined): number | unde
     matched += match[0];
   }
   return matched.length === value.trim().length && matched.length > 0 ? Math.round(total) : undefined;
+}
+
+/** Reads the x-ratelimit-* headers that Groq (and OpenAI-compatible servers that mimic it) send. */
+export function readRateLimitHeaders(headers: Headers | undefined): UpstreamLimits | undefined {
+  if (!headers) {
+    return undefined;
+  }
+  const number = (name: string) => {
+    const raw = headers.get(name);
+    const value = raw === null ? Number.NaN : Number(raw);
+    return Number.isFinite(value) ? value : undefined;
+  };
+  return {
+    limitTokens: number('x-ratelimit-limit-tokens'),
+    remainingTokens: number('x-ratelimit-remaining-tokens'),
+    resetTokensMs: parseDurationMs(headers.get('x-ratelimit-reset-tokens')),
+    limitRequests: number('x-ratelimit-limit-requests'),
+    remainingRequests: number('x-ratelimit-remaining-requests'),
+    resetRequestsMs: parseDurationMs(headers.get('x-ratelimit-reset-requests')),
+  };
+}
+
+/** Classifies an HTTP error answer; both SDKs (groq-sdk, openai) report status and headers alike. */
+export function upstreamErrorFromStatus(status: number, headers: Headers | undefined, provider: string): UpstreamError {
+  const retryAfterMs = parseRetryAfterMs(headers);
+  if (status === 429) {
+    return new UpstreamError(
+      'rate_limited',
+      provider,
+      'upstream rate limited',
+      status,
+      retryAfterMs,
+      readRateLimitHeaders(headers),
+    );
+  }
+  if (status === 401 || status === 403 || status === 404) {
+    return new UpstreamError(
+      'misconfigured',
+      provider,
+      `upstream refused our credentials or model (${status})`,
+      status,
+    );
+  }
+  if (status === 408 || status === 409 || status >= 500) {
+    return new UpstreamError('unavailable', provider, `upstream error ${status}`, status, retryAfterMs);
+  }
+  return new UpstreamError('rejected', provider, `upstream rejected the request (${status})`, status);
 }

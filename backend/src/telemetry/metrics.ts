@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Latency buckets in seconds: resolve 1 ms cache hits up to 30 s upstream calls. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30];
@@ -57,6 +57,94 @@ export function createMetrics() {
       name: 'focus_redis_errors_total',
       help: 'Redis failures by the component that met them.',
       labelNames: ['component'] as const,
+      registers: [registry],
+    }),
+    // Chat queue (queue/). focus_queue_jobs is cluster-wide: every instance reports the same figure.
+    queueJobs: new Gauge({
+      name: 'focus_queue_jobs',
+      help: 'Jobs in the chat queue by state (waiting, active, delayed), cluster-wide: aggregate with max, not sum.',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
+    queueCompleted: new Counter({
+      name: 'focus_queue_completed_total',
+      help: 'Chat jobs completed by this instance.',
+      registers: [registry],
+    }),
+    queueFailed: new Counter({
+      name: 'focus_queue_failed_total',
+      help: 'Chat jobs failed for good (no attempt left, or not retryable) on this instance.',
+      registers: [registry],
+    }),
+    queueRejected: new Counter({
+      name: 'focus_queue_rejected_total',
+      help: 'POST /api/chat/queue refused because the backlog reached QUEUE_MAX_WAITING.',
+      registers: [registry],
+    }),
+    queueWait: new Histogram({
+      name: 'focus_queue_wait_seconds',
+      help: 'Time from enqueue to the first start of a chat job.',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    // Upstream resilience (llm/): quota governor, retries, fallback, circuit breaker, coalescing.
+    quotaWaits: new Counter({
+      name: 'focus_quota_waits_total',
+      help: 'Upstream calls that had to wait for quota, by provider.',
+      labelNames: ['provider'] as const,
+      registers: [registry],
+    }),
+    quotaWaitSeconds: new Histogram({
+      name: 'focus_quota_wait_seconds',
+      help: 'Time spent waiting for upstream quota (whether room was found or not).',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+      registers: [registry],
+    }),
+    fallbacks: new Counter({
+      name: 'focus_fallback_total',
+      help: 'Requests sent to the fallback provider, by reason (quota, circuit_open, error).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    circuitState: new Gauge({
+      name: 'focus_circuit_state',
+      help: 'Circuit breaker state per provider on this instance: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['provider'] as const,
+      registers: [registry],
+    }),
+    coalesced: new Counter({
+      name: 'focus_coalesced_total',
+      help: 'Requests answered by an identical request in flight (on any instance) instead of an upstream call.',
+      registers: [registry],
+    }),
+    upstreamRetries: new Counter({
+      name: 'focus_upstream_retries_total',
+      help: 'Upstream calls retried after a transient failure, by provider.',
+      labelNames: ['provider'] as const,
+      registers: [registry],
+    }),
+    quotaRemainingTokens: new Gauge({
+      name: 'focus_quota_remaining_tokens',
+      help: 'Tokens left in the current minute of the shared upstream quota, as last seen by this instance.',
+      labelNames: ['provider'] as const,
+      registers: [registry],
+    }),
+    quotaRemainingRequests: new Gauge({
+      name: 'focus_quota_remaining_requests',
+      help: 'Requests left in the current minute of the shared upstream quota, as last seen by this instance.',
+      labelNames: ['provider'] as const,
+      registers: [registry],
+    }),
+    quotaLimitTokens: new Gauge({
+      name: 'focus_quota_limit_tokens',
+      help: 'Effective tokens-per-minute limit (configured, or lower when learned from the upstream).',
+      labelNames: ['provider'] as const,
+      registers: [registry],
+    }),
+    quotaLimitRequests: new Gauge({
+      name: 'focus_quota_limit_requests',
+      help: 'Effective requests-per-minute limit (configured, or lower when learned from a 429).',
+      labelNames: ['provider'] as const,
       registers: [registry],
     }),
   };

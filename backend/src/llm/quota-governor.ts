@@ -1,0 +1,297 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { DegradationTracker } from '../telemetry/degradation.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { OBSERVE, RESERVE, SETTLE } from './quota-scripts.js';
+import { sleep } from './sleep.js';
+import type { UpstreamLimits } from './types.js';
+
+/** Limits of one upstream key; 0 means unlimited. */
+export interface QuotaLimits {
+  requestsPerMinute: number;
+  tokensPerMinute: number;
+  requestsPerDay: number;
+  tokensPerDay: number;
+}
+
+export type QuotaRefusalReason = 'paused' | 'requests' | 'tokens' | 'day_requests' | 'day_tokens';
+
+export type ReserveResult =
+  | { granted: true; id: string | undefined; waitedMs: number }
+  | { granted: false; reason: QuotaRefusalReason; retryAfterMs: number; waitedMs: number };
+
+/** How a call that held a reservation ended. */
+export type SettleOutcome =
+  /** The upstream counted the call: real tokens (or our estimate when unknown). */
+  | { kind: 'counted'; tokens: number; limits?: UpstreamLimits }
+  /** The upstream refused it with a 429 and did not count it; `tokens`: what the call needed. */
+  | { kind: 'refused'; tokens: number; retryAfterMs: number | undefined; limits?: UpstreamLimits }
+  /** The call was never sent (its circuit opened meanwhile). */
+  | { kind: 'unused' };
+
+/**
+ * The shared budget of one upstream key, across every instance. A call first
+ * reserves one request and its estimated tokens (atomically, in Redis), then
+ * settles with the real usage. The governor follows the upstream's headers
+ * and 429s, so it keeps to the real limit when another client spends the same
+ * key or the key's limit is lower than configured.
+ */
+export interface QuotaGovernor {
+  readonly provider: string;
+  /** Waits for room until `deadline` (epoch ms); refuses at once when room comes later than that. */
+  reserve(tokens: number, deadline: number, signal?: AbortSignal): Promise<ReserveResult>;
+  settle(reservationId: string | undefined, outcome: SettleOutcome): Promise<void>;
+}
+
+export interface QuotaGovernorOptions {
+  redis: Redis;
+  prefix: string;
+  provider: string;
+  limits: QuotaLimits;
+  /** How long a reservation may stay unsettled before it is presumed lost (its instance died). */
+  callTimeoutMs: number;
+  metrics: Metrics;
+  logger: Logger;
+  tracker: DegradationTracker;
+}
+
+const MINUTE_MS = 60_000;
+/**
+ * The window is a little longer than the upstream's minute: our clock (Redis)
+ * and the upstream's differ, and a call counts from when it completed, so a
+ * full window never lets a 31st call into the upstream's sliding minute.
+ */
+const WINDOW_MS = MINUTE_MS + 1000;
+/** Polling interval while calls in flight hold estimates that will shrink when they settle. */
+const POLL_MS = 100;
+/** Limits learned from the upstream expire, so the governor climbs back when the other client stops. */
+const LEARNED_LIMIT_TTL_MS = 2 * MINUTE_MS;
+/** When a 429 comes without retry-after. */
+const DEFAULT_PAUSE_MS = 2000;
+
+const dayIndex = (now: number) => Math.floor(now / 86_400_000);
+
+export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGovernor {
+  const { redis, provider, limits, metrics, tracker } = options;
+  const log = options.logger.child({ component: 'quota', provider });
+  // One hash tag per provider keeps every key of a script in one cluster slot.
+  const base = `${options.prefix}quota:{${provider}}:`;
+  const keys = {
+    log: `${base}log`,
+    tokens: `${base}tokens`,
+    sum: `${base}sum`,
+    inflight: `${base}inflight`,
+    shadow: `${base}shadow`,
+    pause: `${base}pause`,
+    learnedRpm: `${base}learned:rpm`,
+    learnedTpm: `${base}learned:tpm`,
+    learnedRpd: `${base}learned:rpd`,
+    dayRequests: (day: number) => `${base}day:${day}:requests`,
+    dayTokens: (day: number) => `${base}day:${day}:tokens`,
+  };
+  // While Redis is down the governor lets calls through (the upstream's 429s and
+  // the fallback still protect us) but remembers 429 pauses in memory.
+  let localPauseUntil = 0;
+
+  function recordGauges(reply: unknown[]) {
+    const [remainingRequests, remainingTokens, rpm, tpm] = reply.slice(3, 7).map(Number) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    if (rpm >= 0) {
+      metrics.quotaRemainingRequests.set({ provider }, remainingRequests);
+      metrics.quotaLimitRequests.set({ provider }, rpm);
+    }
+    if (tpm >= 0) {
+      metrics.quotaRemainingTokens.set({ provider }, remainingTokens);
+      metrics.quotaLimitTokens.set({ provider }, tpm);
+    }
+  }
+
+  async function tryReserve(id: string, tokens: number): Promise<{ granted: boolean; waitMs: number; reason: string }> {
+    const day = dayIndex(Date.now());
+    const reply = (await redis.eval(
+      RESERVE,
+      11,
+      keys.log,
+      keys.tokens,
+      keys.sum,
+      keys.inflight,
+      keys.shadow,
+      keys.pause,
+      keys.learnedRpm,
+      keys.learnedTpm,
+      keys.learnedRpd,
+      keys.dayRequests(day),
+      keys.dayTokens(day),
+      id,
+      tokens,
+      limits.requestsPerMinute,
+      limits.tokensPerMinute,
+      limits.requestsPerDay,
+      limits.tokensPerDay,
+      WINDOW_MS,
+      options.callTimeoutMs * 2,
+      POLL_MS,
+    )) as unknown[];
+    recordGauges(reply);
+    return { granted: reply[0] === 1, waitMs: Number(reply[1]), reason: String(reply[2]) };
+  }
+
+  async function reserve(requested: number, deadline: number, signal?: AbortSignal): Promise<ReserveResult> {
+    // A call larger than the whole minute's budget still runs, alone in an empty window.
+    const tokens = limits.tokensPerMinute > 0 ? Math.min(requested, limits.tokensPerMinute) : requested;
+    const id = randomUUID();
+    const started = Date.now();
+    let waited = false;
+    const finish = (result: ReserveResult): ReserveResult => {
+      if (waited) {
+        metrics.quotaWaits.inc({ provider });
+        metrics.quotaWaitSeconds.observe(result.waitedMs / 1000);
+        log.info(
+          { waitedMs: result.waitedMs, granted: result.granted, reason: result.granted ? undefined : result.reason },
+          result.granted ? 'waited for upstream quota' : 'waited for upstream quota in vain',
+        );
+      }
+      return result;
+    };
+    for (;;) {
+      let attempt: { granted: boolean; waitMs: number; reason: string };
+      try {
+        attempt = await tryReserve(id, tokens);
+        tracker.succeeded();
+      } catch (error) {
+        tracker.failed(error);
+        const pausedFor = localPauseUntil - Date.now();
+        return pausedFor > 0
+          ? { granted: false, reason: 'paused', retryAfterMs: pausedFor, waitedMs: Date.now() - started }
+          : { granted: true, id: undefined, waitedMs: Date.now() - started };
+      }
+      const elapsed = Date.now() - started;
+      if (attempt.granted) {
+        return finish({ granted: true, id, waitedMs: elapsed });
+      }
+      const left = deadline - Date.now();
+      if (attempt.waitMs > left || signal?.aborted) {
+        return finish({
+          granted: false,
+          reason: attempt.reason as QuotaRefusalReason,
+          retryAfterMs: attempt.waitMs,
+          waitedMs: elapsed,
+        });
+      }
+      waited = true;
+      // Jitter spreads the instances that wake for the same expiring slot.
+      const jitter = Math.random() * Math.min(250, attempt.waitMs * 0.2);
+      await sleep(Math.min(left, attempt.waitMs + jitter), signal);
+    }
+  }
+
+  async function settle(reservationId: string | undefined, outcome: SettleOutcome): Promise<void> {
+    const now = Date.now();
+    const day = dayIndex(now);
+    if (outcome.kind === 'refused') {
+      localPauseUntil = Math.max(localPauseUntil, now + (outcome.retryAfterMs ?? DEFAULT_PAUSE_MS));
+    }
+    if (reservationId === undefined) {
+      return;
+    }
+    try {
+      if (outcome.kind === 'counted') {
+        await redis.eval(
+          SETTLE,
+          8,
+          keys.log,
+          keys.tokens,
+          keys.sum,
+          keys.inflight,
+          keys.pause,
+          keys.learnedRpm,
+          keys.dayRequests(day),
+          keys.dayTokens(day),
+          reservationId,
+          'used',
+          Math.max(0, Math.round(outcome.tokens)),
+          0,
+          0,
+          LEARNED_LIMIT_TTL_MS,
+          WINDOW_MS,
+        );
+      } else if (outcome.kind === 'unused') {
+        await release(reservationId, day, 0, false);
+      } else {
+        // A 429 with tokens to spare means the requests limit is lower than we think.
+        const remainingTokens = outcome.limits?.remainingTokens;
+        const requestsBound = remainingTokens === undefined || remainingTokens >= outcome.tokens;
+        const pauseMs = outcome.retryAfterMs ?? DEFAULT_PAUSE_MS;
+        await release(reservationId, day, pauseMs, requestsBound);
+        log.warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
+      }
+      if (outcome.kind !== 'unused' && outcome.limits) {
+        await observe(outcome.limits, day);
+      }
+      tracker.succeeded();
+    } catch (error) {
+      tracker.failed(error);
+    }
+  }
+
+  async function release(id: string, day: number, pauseMs: number, learnRequests: boolean): Promise<void> {
+    await redis.eval(
+      SETTLE,
+      8,
+      keys.log,
+      keys.tokens,
+      keys.sum,
+      keys.inflight,
+      keys.pause,
+      keys.learnedRpm,
+      keys.dayRequests(day),
+      keys.dayTokens(day),
+      id,
+      'release',
+      0,
+      pauseMs,
+      learnRequests ? 1 : 0,
+      LEARNED_LIMIT_TTL_MS,
+      WINDOW_MS,
+    );
+  }
+
+  async function observe(seen: UpstreamLimits, day: number): Promise<void> {
+    const orAbsent = (value: number | undefined) => (value === undefined ? -1 : value);
+    await redis.eval(
+      OBSERVE,
+      5,
+      keys.sum,
+      keys.shadow,
+      keys.learnedTpm,
+      keys.learnedRpd,
+      keys.dayRequests(day),
+      limits.tokensPerMinute,
+      limits.requestsPerDay,
+      orAbsent(seen.limitTokens),
+      orAbsent(seen.remainingTokens),
+      orAbsent(seen.resetTokensMs),
+      orAbsent(seen.limitRequests),
+      orAbsent(seen.remainingRequests),
+      LEARNED_LIMIT_TTL_MS,
+    );
+  }
+
+  return { provider, reserve, settle };
+}
+
+/**
+ * A generous token estimate of a request before it is sent: about 3 characters
+ * per token (real tokenizers average ~4 for English) plus a few per message for
+ * the chat framing, plus the answer's maximum. Settling replaces it with the
+ * real usage, so over-estimating only delays a little.
+ */
+export function estimateTokens(messages: readonly { content: string }[], maxTokens: number): number {
+  const prompt = messages.reduce((sum, message) => sum + Math.ceil(message.content.length / 3) + 4, 0);
+  return prompt + maxTokens;
+}

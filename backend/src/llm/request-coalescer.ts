@@ -1,0 +1,158 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { DegradationTracker } from '../telemetry/degradation.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+/**
+ * Makes identical work in flight at the same time, on any instance, run once.
+ * The first caller of a key leads (a Redis lock, SET NX with a TTL); the
+ * others wait, bounded, for its outcome (pub/sub, with a slow check of the
+ * lock in case a message is missed) and then read its result, which the
+ * leader has stored (the response cache). When the leader fails, dies or
+ * takes too long, each follower does the work itself: the quota governor and
+ * the circuit breaker still bound what that costs upstream.
+ */
+export interface RequestCoalescer {
+  run<T>(
+    key: string,
+    lead: () => Promise<T>,
+    follow: () => Promise<T | undefined>,
+  ): Promise<{ value: T; coalesced: boolean }>;
+  close(): void;
+}
+
+export interface RedisCoalescerOptions {
+  redis: Redis;
+  /** A connection of its own: a subscribed client can run nothing else. */
+  subscriber: Redis;
+  prefix: string;
+  /** How long followers wait for a leader (also the lock's lifetime); 0 turns coalescing off. */
+  waitMs: number;
+  metrics: Metrics;
+  logger: Logger;
+  tracker: DegradationTracker;
+}
+
+type LeaderOutcome = 'done' | 'failed';
+type WaitOutcome = LeaderOutcome | 'gone' | 'timeout';
+
+/** How often a follower checks that the leader's lock still exists (covers a missed message). */
+const LOCK_CHECK_MS = 500;
+
+// Deletes the lock only if this leader still owns it, then tells the followers.
+const FINISH = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1`;
+
+export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoalescer {
+  const { redis, subscriber, prefix, waitMs, metrics, tracker } = options;
+  const log = options.logger.child({ component: 'coalescer' });
+  const channel = `${prefix}coalesce:done`;
+  const lockKey = (key: string) => `${prefix}coalesce:lock:${key}`;
+  const waiters = new Map<string, Set<(outcome: LeaderOutcome) => void>>();
+
+  function onMessage(from: string, message: string) {
+    if (from !== channel) {
+      return;
+    }
+    const separator = message.lastIndexOf('|');
+    const outcome = message.slice(separator + 1) === 'done' ? 'done' : 'failed';
+    for (const notify of waiters.get(message.slice(0, separator)) ?? []) {
+      notify(outcome);
+    }
+  }
+  subscriber.on('message', onMessage);
+  if (waitMs > 0) {
+    subscriber.subscribe(channel).catch((error: unknown) => tracker.failed(error));
+  }
+
+  function waitForLeader(key: string, deadline: number): Promise<WaitOutcome> {
+    return new Promise((resolve) => {
+      const listeners = waiters.get(key) ?? new Set();
+      waiters.set(key, listeners);
+      let settled = false;
+      const finish = (outcome: WaitOutcome) => {
+        if (settled) {
+          return;
+        }
+        settled = true;
+        clearInterval(poll);
+        clearTimeout(timer);
+        listeners.delete(finish);
+        if (listeners.size === 0) {
+          waiters.delete(key);
+        }
+        resolve(outcome);
+      };
+      const checkLock = async () => {
+        try {
+          if ((await redis.exists(lockKey(key))) === 0) {
+            finish('gone');
+          }
+        } catch {
+          // Redis trouble: keep waiting for the message or the deadline.
+        }
+      };
+      listeners.add(finish);
+      const poll = setInterval(() => void checkLock(), LOCK_CHECK_MS);
+      const timer = setTimeout(() => finish('timeout'), Math.max(0, deadline - Date.now()));
+      // The leader may have finished between our failed SET NX and now.
+      void checkLock();
+    });
+  }
+
+  async function finishLeading(key: string, token: string, outcome: LeaderOutcome): Promise<void> {
+    try {
+      await redis.eval(FINISH, 1, lockKey(key), token, channel, `${key}|${outcome}`);
+    } catch (error) {
+      tracker.failed(error);
+    }
+  }
+
+  return {
+    async run(key, lead, follow) {
+      if (waitMs <= 0) {
+        return { value: await lead(), coalesced: false };
+      }
+      const token = randomUUID();
+      let leader: boolean;
+      try {
+        leader = (await redis.set(lockKey(key), token, 'PX', waitMs, 'NX')) === 'OK';
+        tracker.succeeded();
+      } catch (error) {
+        tracker.failed(error);
+        return { value: await lead(), coalesced: false };
+      }
+
+      if (leader) {
+        let outcome: LeaderOutcome = 'failed';
+        try {
+          const value = await lead();
+          outcome = 'done';
+          return { value, coalesced: false };
+        } finally {
+          await finishLeading(key, token, outcome);
+        }
+      }
+
+      const started = Date.now();
+      const waited = await waitForLeader(key, started + waitMs);
+      if (waited === 'done' || waited === 'gone') {
+        const value = await follow();
+        if (value !== undefined) {
+          metrics.coalesced.inc();
+          log.info({ waitedMs: Date.now() - started }, 'coalesced with an identical request in flight');
+          return { value, coalesced: true };
+        }
+      }
+      log.info({ waited, waitedMs: Date.now() - started }, 'coalescing leader gave no answer; calling upstream alone');
+      return { value: await lead(), coalesced: false };
+    },
+
+    close() {
+      subscriber.off('message', onMessage);
+    },
+  };
+}
