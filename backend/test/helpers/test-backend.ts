@@ -57,12 +57,12 @@ export async function startTestBackend(env: Record<string, string> = {}): Promis
   };
 }
 
-/** Deletes every key under a prefix (cleanup after a test file). */
-export async function deletePrefix(runtime: Runtime, prefix: string): Promise<void> {
-  const stream = runtime.redis.scanStream({ match: `${prefix}*`, count: 500 });
+/** Deletes every key under a prefix (cleanup after a test file), through a runtime's or any Redis client. */
+export async function deletePrefix(target: Pick<Runtime, 'redis'>, prefix: string): Promise<void> {
+  const stream = target.redis.scanStream({ match: `${prefix}*`, count: 500 });
   for await (const keys of stream as AsyncIterable<string[]>) {
     if (keys.length > 0) {
-      await runtime.redis.del(...keys);
+      await target.redis.del(...keys);
     }
   }
 }
