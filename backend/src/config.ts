@@ -67,6 +67,27 @@ const configSchema = z.object({
   GROQ_MAX_TOKENS: integer(300, 16, 8192),
   GROQ_TEMPERATURE: z.coerce.number().min(0).max(2).default(0.6),
 
+  // Upstream resilience (llm/). Quotas: 0 = unlimited. Defaults: Groq's free tier of llama-3.1-8b-instant.
+  GROQ_RPM: integer(30, 0),
+  GROQ_TPM: integer(6000, 0),
+  GROQ_RPD: integer(14_400, 0),
+  GROQ_TPD: integer(500_000, 0),
+  QUOTA_MAX_WAIT_MS: integer(5000, 0, 600_000),
+  FALLBACK_BASE_URL: httpUrl.optional(),
+  FALLBACK_API_KEY: optionalString,
+  FALLBACK_MODEL: optionalString,
+  FALLBACK_TIMEOUT_MS: integer(10_000, 100, 120_000),
+  FALLBACK_RPM: integer(0, 0),
+  FALLBACK_TPM: integer(0, 0),
+  FALLBACK_RPD: integer(0, 0),
+  FALLBACK_TPD: integer(0, 0),
+  UPSTREAM_MAX_ATTEMPTS: integer(3, 1, 10),
+  UPSTREAM_RETRY_BUDGET_MS: integer(15_000, 1000, 300_000),
+  UPSTREAM_RETRY_BASE_MS: integer(250, 10, 60_000),
+  BREAKER_FAILURE_THRESHOLD: integer(5, 1, 1000),
+  BREAKER_COOLDOWN_MS: integer(30_000, 100, 3_600_000),
+  COALESCE_WAIT_MS: integer(20_000, 0, 300_000),
+
   MAX_REQUESTS_PER_MINUTE: integer(60, 1),
   CACHE_TTL_SECONDS: integer(7200, 1),
   MAX_MESSAGE_CHARS: integer(2000, 1, 100_000),
@@ -89,7 +110,7 @@ export interface Config extends Omit<RawConfig, 'INSTANCE_ID' | 'GROQ_BASE_URL' 
   readonly GROQ_BASE_URL: string | undefined;
 }
 
-const SECRET_VARIABLES = ['GROQ_API_KEY', 'ADMIN_TOKEN'] as const;
+const SECRET_VARIABLES = ['GROQ_API_KEY', 'ADMIN_TOKEN', 'FALLBACK_API_KEY'] as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -138,6 +159,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : JSON.stringify(present[name] ?? null);
       problems.push(`${name}: ${issue.message} (got ${shown})`);
     }
+  }
+  if (parsed.success && parsed.data.FALLBACK_BASE_URL && !parsed.data.FALLBACK_MODEL) {
+    problems.push('FALLBACK_MODEL: required when FALLBACK_BASE_URL is set');
   }
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(problems);

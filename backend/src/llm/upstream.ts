@@ -1,0 +1,142 @@
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import { createRedisClient } from '../redis/redis-client.js';
+import { createDegradationTracker } from '../telemetry/degradation.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { createGroqProvider } from './groq-provider.js';
+import { createLlmGateway, type GatewayRoute, type LlmGateway } from './llm-gateway.js';
+import { createOpenAiCompatibleProvider } from './openai-compatible-provider.js';
+import { createProviderBreaker } from './provider-breaker.js';
+import { createQuotaGovernor, type QuotaLimits } from './quota-governor.js';
+import { createRedisCoalescer, type RequestCoalescer } from './request-coalescer.js';
+import type { LlmProvider } from './types.js';
+
+export interface UpstreamOptions {
+  config: Config;
+  redis: Redis;
+  /** Where Groq answers (the configured URL or the embedded simulator's). */
+  groqBaseUrl: string;
+  metrics: Metrics;
+  logger: Logger;
+  /** Decorates each provider (e.g. usage accounting); identity by default. */
+  wrapProvider?: (provider: LlmProvider) => LlmProvider;
+}
+
+export interface Upstream {
+  gateway: LlmGateway;
+  coalescer: RequestCoalescer;
+  /** Circuit state per provider, for /readyz. */
+  readinessDetail(): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+/** Builds the upstream side of one process: providers, their quotas and breakers, the gateway, the coalescer. */
+export function createUpstream(options: UpstreamOptions): Upstream {
+  const { config, redis, metrics, logger } = options;
+  const wrap = options.wrapProvider ?? ((provider: LlmProvider) => provider);
+
+  function route(provider: LlmProvider, limits: QuotaLimits, timeoutMs: number): GatewayRoute {
+    return {
+      provider,
+      quota: createQuotaGovernor({
+        redis,
+        prefix: config.REDIS_PREFIX,
+        provider: provider.name,
+        limits,
+        callTimeoutMs: timeoutMs,
+        metrics,
+        logger,
+        tracker: createDegradationTracker(`quota-${provider.name}`, logger, metrics),
+      }),
+      breaker: createProviderBreaker({
+        provider: provider.name,
+        failureThreshold: config.BREAKER_FAILURE_THRESHOLD,
+        cooldownMs: config.BREAKER_COOLDOWN_MS,
+        metrics,
+        logger,
+      }),
+    };
+  }
+
+  const primary = route(
+    wrap(
+      createGroqProvider({
+        apiKey: config.GROQ_API_KEY ?? 'simulator',
+        baseURL: options.groqBaseUrl,
+        model: config.GROQ_MODEL,
+        timeoutMs: config.GROQ_TIMEOUT_MS,
+      }),
+    ),
+    {
+      requestsPerMinute: config.GROQ_RPM,
+      tokensPerMinute: config.GROQ_TPM,
+      requestsPerDay: config.GROQ_RPD,
+      tokensPerDay: config.GROQ_TPD,
+    },
+    config.GROQ_TIMEOUT_MS,
+  );
+  const fallback =
+    config.FALLBACK_BASE_URL && config.FALLBACK_MODEL
+      ? route(
+          wrap(
+            createOpenAiCompatibleProvider({
+              name: 'fallback',
+              apiKey: config.FALLBACK_API_KEY ?? 'none',
+              baseURL: config.FALLBACK_BASE_URL,
+              model: config.FALLBACK_MODEL,
+              timeoutMs: config.FALLBACK_TIMEOUT_MS,
+            }),
+          ),
+          {
+            requestsPerMinute: config.FALLBACK_RPM,
+            tokensPerMinute: config.FALLBACK_TPM,
+            requestsPerDay: config.FALLBACK_RPD,
+            tokensPerDay: config.FALLBACK_TPD,
+          },
+          config.FALLBACK_TIMEOUT_MS,
+        )
+      : undefined;
+
+  const gateway = createLlmGateway({
+    primary,
+    fallback,
+    retry: {
+      maxAttempts: config.UPSTREAM_MAX_ATTEMPTS,
+      budgetMs: config.UPSTREAM_RETRY_BUDGET_MS,
+      baseDelayMs: config.UPSTREAM_RETRY_BASE_MS,
+      maxDelayMs: 8 * config.UPSTREAM_RETRY_BASE_MS,
+    },
+    defaultQuotaWaitMs: config.QUOTA_MAX_WAIT_MS,
+    metrics,
+    logger,
+  });
+
+  // Subscribed connections wait for Redis (offline queue) and resubscribe after a reconnect.
+  const subscriber = createRedisClient({
+    url: config.REDIS_URL,
+    connectionName: `focus:${config.INSTANCE_ID}:coalesce`,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    logger,
+    role: 'queue',
+  });
+  const coalescer = createRedisCoalescer({
+    redis,
+    subscriber,
+    prefix: config.REDIS_PREFIX,
+    waitMs: config.COALESCE_WAIT_MS,
+    metrics,
+    logger,
+    tracker: createDegradationTracker('coalescer', logger, metrics),
+  });
+
+  return {
+    gateway,
+    coalescer,
+    readinessDetail: () => gateway.status(),
+    async close() {
+      coalescer.close();
+      await subscriber.quit().catch(() => subscriber.disconnect());
+    },
+  };
+}
