@@ -1,8 +1,7 @@
 import type { Redis } from 'ioredis';
 import Koa from 'koa';
-import { createRedisResponseCache } from './cache/response-cache.js';
 import { chatRequestSchema } from './chat/chat-request.js';
-import { type CompletionGateway, createChatService } from './chat/chat-service.js';
+import type { ChatService } from './chat/chat-service.js';
 import type { Config } from './config.js';
 import type { AppState } from './http/app-state.js';
 import { clientIdentity, parseTrustedProxies } from './http/client-identity.js';
@@ -12,9 +11,11 @@ import { rateLimit } from './http/rate-limit.js';
 import { recordClusterStats } from './http/record-cluster-stats.js';
 import { requestContext } from './http/request-context.js';
 import { validateBody } from './http/validate.js';
+import type { ChatQueue } from './queue/chat-queue.js';
 import { chatRoutes } from './routes/chat-routes.js';
 import { healthRoutes, type Lifecycle } from './routes/health-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
+import { queueRoutes } from './routes/queue-routes.js';
 import { type QueueStatsSource, statsRoutes } from './routes/stats-routes.js';
 import type { ClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
@@ -27,7 +28,9 @@ export interface AppDependencies {
   redis: Redis;
   logger: Logger;
   metrics: Metrics;
-  llm: CompletionGateway;
+  /** The chat service (cache, then the LLM), shared with the queue worker. */
+  chat: ChatService;
+  queue: ChatQueue;
   lifecycle: Lifecycle;
   clusterStats: ClusterStats;
   queueStats: QueueStatsSource;
@@ -37,20 +40,7 @@ export interface AppDependencies {
 
 /** Composes the HTTP app; the middleware order below is the request path of DESIGN.md. */
 export function createApp(deps: AppDependencies): Koa<AppState> {
-  const { config, redis, logger, metrics, llm, lifecycle, clusterStats } = deps;
-  const cache = createRedisResponseCache({
-    redis,
-    prefix: config.REDIS_PREFIX,
-    ttlSeconds: config.CACHE_TTL_SECONDS,
-    metrics,
-    tracker: createDegradationTracker('response-cache', logger, metrics),
-  });
-  const chat = createChatService({
-    cache,
-    gateway: llm,
-    maxTokens: config.GROQ_MAX_TOKENS,
-    temperature: config.GROQ_TEMPERATURE,
-  });
+  const { config, redis, logger, metrics, chat, lifecycle, clusterStats } = deps;
   const chatGuard = [
     rateLimit({
       redis,
@@ -85,7 +75,10 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
       instanceId: config.INSTANCE_ID,
       adminToken: config.ADMIN_TOKEN,
     }),
-    chatRoutes({ chat, guard: chatGuard }),
+    // A worker-only instance (ROLE=worker) serves health, metrics and stats, not the chat API.
+    ...(config.ROLE === 'worker'
+      ? []
+      : [chatRoutes({ chat, guard: chatGuard }), queueRoutes({ queue: deps.queue, guard: chatGuard })]),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods());

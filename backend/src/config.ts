@@ -95,6 +95,17 @@ const configSchema = z.object({
   SIMULATOR_PORT: integer(0, 0, 65535),
   ALLOW_EMBEDDED_SIMULATOR: booleanFlag(true),
 
+  /** all: HTTP API and queue worker; api: no worker; worker: worker plus health and metrics only. */
+  ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+  QUEUE_CONCURRENCY: integer(2, 1, 100),
+  QUEUE_ATTEMPTS: integer(3, 1, 20),
+  QUEUE_BACKOFF_MS: integer(5000, 1, 600_000),
+  QUEUE_RESULT_TTL_SECONDS: integer(3600, 10, 7 * 86_400),
+  QUEUE_MAX_WAITING: integer(500, 1, 1_000_000),
+  QUEUE_LOCK_MS: integer(15_000, 1000, 600_000),
+  QUEUE_SHUTDOWN_GRACE_MS: integer(8000, 0, 120_000),
+  IDEMPOTENCY_TTL_SECONDS: integer(3600, 1, 86_400),
+
   ADMIN_TOKEN: optionalString.refine((value) => value === undefined || value.length >= 16, {
     message: 'at least 16 characters',
   }),

@@ -65,4 +65,19 @@ export const upstreamRateLimited = (retryAfterSeconds: number) =>
 export const serviceUnavailable = (message: string, retryAfterSeconds = 5) =>
   new AppError(503, 'service_unavailable', message, { 'Retry-After': String(retryAfterSeconds) });
 
+export const queueFull = (retryAfterSeconds: number) =>
+  new AppError(
+    503,
+    'queue_full',
+    `Too many messages are waiting right now. Try again in ${retryAfterSeconds} s.`,
+    { 'Retry-After': String(retryAfterSeconds) },
+  );
+
+export const idempotencyKeyReused = () =>
+  new AppError(
+    422,
+    'idempotency_key_reused',
+    'This Idempotency-Key was already used with a different message; use a new key for a new message.',
+  );
+
 export const internalError = () => new AppError(500, 'internal_error', 'Something went wrong on our side.');

@@ -4,9 +4,12 @@ import type { Redis } from 'ioredis';
 import type Koa from 'koa';
 import { type GroqSimulator, startGroqSimulator } from '../sim/groq-simulator.js';
 import { createApp } from './app.js';
+import { createRedisResponseCache } from './cache/response-cache.js';
+import { createChatService } from './chat/chat-service.js';
 import type { Config } from './config.js';
 import type { AppState } from './http/app-state.js';
 import { createGroqProvider } from './llm/groq-provider.js';
+import { startQueueRuntime } from './queue/queue-runtime.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
 import { registerActiveUsersGauge } from './telemetry/active-users-gauge.js';
 import { createClusterStats } from './telemetry/cluster-stats.js';
@@ -77,17 +80,32 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     clusterStats,
   );
 
+  // One chat service for POST /api/chat and the queue worker alike.
+  const chat = createChatService({
+    cache: createRedisResponseCache({
+      redis,
+      prefix: config.REDIS_PREFIX,
+      ttlSeconds: config.CACHE_TTL_SECONDS,
+      metrics,
+      tracker: createDegradationTracker('response-cache', logger, metrics),
+    }),
+    gateway: { target: { provider: groq.name, model: groq.model }, complete: (request) => groq.complete(request) },
+    maxTokens: config.GROQ_MAX_TOKENS,
+    temperature: config.GROQ_TEMPERATURE,
+  });
+  const queue = startQueueRuntime({ config, redis, chat, metrics, logger });
+
   const lifecycle = { draining: false };
   const app = createApp({
     config,
     redis,
     logger,
     metrics,
-    llm: { target: { provider: groq.name, model: groq.model }, complete: (request) => groq.complete(request) },
+    chat,
+    queue: queue.chatQueue,
     lifecycle,
     clusterStats,
-    // Until the queue lands there is no backlog to report.
-    queueStats: { counts: async () => ({ waiting: 0, active: 0 }) },
+    queueStats: queue.chatQueue,
   });
   const server = createServer(app.callback());
   // Longer than the proxy's idle timeout, so the proxy closes idle connections first.
@@ -105,6 +123,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         server.closeIdleConnections();
       });
     }
+    await queue.close();
     await redis.quit().catch(() => redis.disconnect());
     await simulator?.close();
     logger.info('stopped');

@@ -59,13 +59,7 @@ export function createMetrics() {
       labelNames: ['component'] as const,
       registers: [registry],
     }),
-    // Chat queue (queue/). focus_queue_jobs is cluster-wide: every instance reports the same figure.
-    queueJobs: new Gauge({
-      name: 'focus_queue_jobs',
-      help: 'Jobs in the chat queue by state (waiting, active, delayed), cluster-wide: aggregate with max, not sum.',
-      labelNames: ['state'] as const,
-      registers: [registry],
-    }),
+    // Chat queue (queue/); the cluster-wide focus_queue_jobs gauge is registered by queue/queue-depth-gauge.ts.
     queueCompleted: new Counter({
       name: 'focus_queue_completed_total',
       help: 'Chat jobs completed by this instance.',

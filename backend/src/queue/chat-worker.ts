@@ -1,0 +1,175 @@
+import { performance } from 'node:perf_hooks';
+import { DelayedError, type Job, type Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { ChatService } from '../chat/chat-service.js';
+import { isUpstreamError } from '../http/upstream-errors.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { ChatJobData } from './chat-queue.js';
+import type { JobLedger } from './job-ledger.js';
+import { startLineReconciler } from './line-reconciler.js';
+import { bullPrefix, CHAT_QUEUE_NAME } from './queue-keys.js';
+import { judgeFailure, publicError, retryDelayMs } from './retry-policy.js';
+
+export interface ChatWorkerOptions {
+  /** A 'queue' role connection (no command timeout, waits through reconnects); BullMQ duplicates it for blocking reads. */
+  connection: Redis;
+  redisPrefix: string;
+  /** The producer's queue, read by the line reconciler. */
+  queue: Queue<ChatJobData>;
+  /** The same chat service as POST /api/chat: cache, then the LLM. */
+  chat: ChatService;
+  /** The ledger on the worker's connection. */
+  ledger: JobLedger;
+  instanceId: string;
+  concurrency: number;
+  backoffMs: number;
+  resultTtlSeconds: number;
+  lockMs: number;
+  /** On shutdown, active jobs get this long to finish before they are handed back to the queue. */
+  shutdownGraceMs: number;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export interface ChatWorker {
+  readonly worker: Worker<ChatJobData, void>;
+  /** Finishes active jobs (or hands them back after the grace period), then stops. */
+  close(): Promise<void>;
+}
+
+/** A job that kills its worker twice is failed instead of taking down a third. */
+const MAX_STALLED_COUNT = 2;
+const SHUTDOWN_REASON = 'instance shutting down';
+
+export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
+  const { chat, ledger, metrics, backoffMs, resultTtlSeconds } = options;
+  const log = options.logger.child({ component: 'queue-worker' });
+  let closing = false;
+
+  /** Always throws: the error tells BullMQ whether the job is delayed, retried, handed back or failed. */
+  async function failAttempt(
+    job: Job<ChatJobData, void>,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+    error: unknown,
+    attemptMs: number,
+  ): Promise<never> {
+    const jobId = job.id as string;
+    if (closing && signal?.aborted) {
+      await ledger.park(jobId, 'waiting', 0);
+      await job.moveToWait(token);
+      log.info({ jobId }, 'job handed back at shutdown');
+      throw new WaitingError();
+    }
+    const verdict = judgeFailure(error);
+    const upstream = isUpstreamError(error) ? { kind: error.kind, status: error.status } : undefined;
+    if (verdict.kind === 'wait') {
+      // Not an attempt: the answer is only late. BullMQ's moveToDelayed skips the attempt count.
+      await ledger.park(jobId, 'delayed', verdict.delayMs);
+      await job.moveToDelayed(Date.now() + verdict.delayMs, token);
+      log.info({ jobId, delayMs: verdict.delayMs }, 'job delayed: upstream at capacity');
+      throw new DelayedError();
+    }
+    const failedAttempts = job.attemptsMade + 1;
+    const attemptsLeft = verdict.kind === 'retry' && failedAttempts < (job.opts.attempts ?? 1);
+    if (attemptsLeft) {
+      const delayMs = retryDelayMs(failedAttempts, backoffMs, error);
+      await ledger.park(jobId, 'delayed', delayMs, attemptMs);
+      log.warn({ jobId, attempt: failedAttempts, delayMs, upstream }, 'job attempt failed; will retry');
+      throw error;
+    }
+    await ledger.finish(jobId, { state: 'failed', error: publicError(error) }, resultTtlSeconds, attemptMs);
+    log.warn({ jobId, attempt: failedAttempts, upstream, err: upstream ? undefined : error }, 'job failed');
+    throw verdict.kind === 'give_up' ? new UnrecoverableError((error as Error).message) : error;
+  }
+
+  // Three parameters: BullMQ passes the abort signal only to processors that declare it.
+  async function processChatJob(job: Job<ChatJobData, void>, token?: string, signal?: AbortSignal): Promise<void> {
+    const jobId = job.id as string;
+    const start = await ledger.start(jobId);
+    if (start.kind === 'gone' || start.kind === 'finished') {
+      // Expired (nobody can read an answer) or already answered before a crash: nothing to do.
+      return;
+    }
+    if (start.kind === 'first') {
+      metrics.queueWait.observe(start.waitedMs / 1000);
+    }
+    const began = performance.now();
+    try {
+      const answer = await chat.answer(job.data.request, { signal, maxQuotaWaitMs: 0 });
+      await ledger.finish(jobId, { state: 'completed', result: answer }, resultTtlSeconds, performance.now() - began);
+    } catch (error) {
+      await failAttempt(job, token, signal, error, performance.now() - began);
+    }
+  }
+
+  const worker = new Worker<ChatJobData, void>(CHAT_QUEUE_NAME, processChatJob, {
+    connection: options.connection,
+    prefix: bullPrefix(options.redisPrefix),
+    name: options.instanceId,
+    concurrency: options.concurrency,
+    lockDuration: options.lockMs,
+    // A dead worker's job is moved back within about two intervals, not the default minute.
+    stalledInterval: options.lockMs,
+    maxStalledCount: MAX_STALLED_COUNT,
+    settings: {
+      backoffStrategy: (attemptsMade: number, _type?: string, error?: Error) =>
+        retryDelayMs(attemptsMade, backoffMs, error),
+    },
+  });
+
+  worker.on('completed', () => metrics.queueCompleted.inc());
+  worker.on('failed', (job, error) => {
+    // finishedOn is set only when no attempt is left; a retried attempt is not a failed job.
+    if (!job?.finishedOn) {
+      return;
+    }
+    metrics.queueFailed.inc();
+    // Jobs failed without running (stalled too often) have no ledger outcome yet; others keep theirs.
+    void ledger
+      .finish(job.id as string, { state: 'failed', error: publicError(error) }, resultTtlSeconds)
+      .catch((writeError: unknown) => log.error({ err: writeError, jobId: job.id }, 'cannot record failed job'));
+  });
+  worker.on('stalled', (jobId) => {
+    log.warn({ jobId }, 'job stalled (its worker died or froze); back in line');
+    void ledger
+      .park(jobId, 'waiting', 0)
+      .catch((error: unknown) => log.error({ err: error, jobId }, 'cannot record stalled job'));
+  });
+  let workerHealthy = true;
+  worker.on('error', (error) => {
+    // Redis outages make BullMQ report every reconnect attempt: log the first only.
+    if (workerHealthy) {
+      workerHealthy = false;
+      log.warn({ err: { message: error.message } }, 'queue worker error; BullMQ retries');
+    }
+  });
+  worker.on('ready', () => {
+    workerHealthy = true;
+  });
+
+  const reconciler = startLineReconciler({ queue: options.queue, ledger, logger: log });
+
+  return {
+    worker,
+    async close() {
+      closing = true;
+      reconciler.stop();
+      const closed = worker.close();
+      let timer: NodeJS.Timeout | undefined;
+      const finishedInTime = await Promise.race([
+        closed.then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), options.shutdownGraceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!finishedInTime) {
+        log.warn({ graceMs: options.shutdownGraceMs }, 'active jobs still running at shutdown; handing them back');
+        worker.cancelAllJobs(SHUTDOWN_REASON);
+        await closed;
+      }
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import { Gauge, type Registry } from 'prom-client';
+
+export interface QueueDepthGaugeOptions {
+  registry: Registry;
+  /** Cluster-wide counts from BullMQ. */
+  counts(): Promise<{ waiting: number; active: number; delayed: number }>;
+  /** A scrape must not hang on Redis: past this, the samples are NaN. */
+  timeoutMs: number;
+}
+
+/**
+ * focus_queue_jobs{state}: read from Redis when Prometheus scrapes, so every
+ * instance reports the same cluster-wide backlog (aggregate with max, not
+ * sum). Unknown (NaN) rather than a false 0 when Redis cannot answer.
+ */
+export function registerQueueDepthGauge(options: QueueDepthGaugeOptions): Gauge {
+  const { counts, timeoutMs } = options;
+  return new Gauge({
+    name: 'focus_queue_jobs',
+    help: 'Jobs in the chat queue by state (waiting, active, delayed), cluster-wide: the same on every instance.',
+    labelNames: ['state'] as const,
+    registers: [options.registry],
+    async collect() {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const current = await Promise.race([
+          counts(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+          }),
+        ]);
+        for (const state of ['waiting', 'active', 'delayed'] as const) {
+          this.set({ state }, current[state]);
+        }
+      } catch {
+        for (const state of ['waiting', 'active', 'delayed'] as const) {
+          this.set({ state }, Number.NaN);
+        }
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  });
+}

@@ -1,0 +1,91 @@
+import type { Redis } from 'ioredis';
+import type { ChatService } from '../chat/chat-service.js';
+import type { Config } from '../config.js';
+import { createRedisClient } from '../redis/redis-client.js';
+import { createDegradationTracker } from '../telemetry/degradation.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { type ChatQueue, createChatQueue } from './chat-queue.js';
+import { type ChatWorker, startChatWorker } from './chat-worker.js';
+import { createJobLedger } from './job-ledger.js';
+import { registerQueueDepthGauge } from './queue-depth-gauge.js';
+import { queueKeys } from './queue-keys.js';
+
+export interface QueueRuntimeOptions {
+  config: Config;
+  /** The request-path connection (fail fast), for POSTs and polls. */
+  redis: Redis;
+  chat: ChatService;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export interface QueueRuntime {
+  readonly chatQueue: ChatQueue;
+  /** Undefined with ROLE=api. */
+  readonly worker: ChatWorker | undefined;
+  /** Worker first (finishes or hands back its jobs), then the queue, then the worker's connection. */
+  close(): Promise<void>;
+}
+
+/** The chat queue of one instance: the producer always, the worker unless ROLE=api. */
+export function startQueueRuntime(options: QueueRuntimeOptions): QueueRuntime {
+  const { config, redis, chat, metrics, logger } = options;
+  const keys = queueKeys(config.REDIS_PREFIX);
+  const chatQueue = createChatQueue({
+    redis,
+    redisPrefix: config.REDIS_PREFIX,
+    keys,
+    ledger: createJobLedger(redis, keys),
+    attempts: config.QUEUE_ATTEMPTS,
+    resultTtlSeconds: config.QUEUE_RESULT_TTL_SECONDS,
+    maxWaiting: config.QUEUE_MAX_WAITING,
+    idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
+    concurrency: config.QUEUE_CONCURRENCY,
+    metrics,
+    tracker: createDegradationTracker('queue', logger, metrics),
+  });
+  registerQueueDepthGauge({
+    registry: metrics.registry,
+    counts: () => chatQueue.counts(),
+    timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
+
+  let connection: Redis | undefined;
+  let worker: ChatWorker | undefined;
+  if (config.ROLE !== 'api') {
+    // Workers wait through Redis outages instead of failing jobs: their own connection, no command timeout.
+    connection = createRedisClient({
+      url: config.REDIS_URL,
+      connectionName: `focus:${config.INSTANCE_ID}:queue`,
+      commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+      logger,
+      role: 'queue',
+    });
+    worker = startChatWorker({
+      connection,
+      redisPrefix: config.REDIS_PREFIX,
+      queue: chatQueue.queue,
+      chat,
+      ledger: createJobLedger(connection, keys),
+      instanceId: config.INSTANCE_ID,
+      concurrency: config.QUEUE_CONCURRENCY,
+      backoffMs: config.QUEUE_BACKOFF_MS,
+      resultTtlSeconds: config.QUEUE_RESULT_TTL_SECONDS,
+      lockMs: config.QUEUE_LOCK_MS,
+      shutdownGraceMs: config.QUEUE_SHUTDOWN_GRACE_MS,
+      metrics,
+      logger,
+    });
+  }
+
+  return {
+    chatQueue,
+    worker,
+    async close() {
+      await worker?.close();
+      await chatQueue.close();
+      await connection?.quit().catch(() => connection?.disconnect());
+    },
+  };
+}

@@ -1,0 +1,47 @@
+import { internalError } from '../errors.js';
+import { isUpstreamError, upstreamToAppError } from '../http/upstream-errors.js';
+import type { PublicError } from './job-ledger.js';
+
+/** Used when the upstream says "rate limited" without saying for how long. */
+export const DEFAULT_QUOTA_DELAY_MS = 5000;
+
+/**
+ * What a failed attempt means for the job:
+ * - wait: the upstream (or our quota governor) is at capacity; sit out the
+ *   delay without spending an attempt, the answer is only late
+ * - give_up: the request itself was refused or our setup is wrong; another
+ *   attempt would fail the same way
+ * - retry: anything else, with exponential backoff, while attempts remain
+ */
+export type FailureVerdict = { kind: 'wait'; delayMs: number } | { kind: 'give_up' } | { kind: 'retry' };
+
+export function judgeFailure(error: unknown): FailureVerdict {
+  if (!isUpstreamError(error)) {
+    return { kind: 'retry' };
+  }
+  if (error.kind === 'rate_limited') {
+    return { kind: 'wait', delayMs: Math.max(error.retryAfterMs ?? DEFAULT_QUOTA_DELAY_MS, 1) };
+  }
+  if (error.kind === 'rejected' || error.kind === 'misconfigured') {
+    return { kind: 'give_up' };
+  }
+  return { kind: 'retry' };
+}
+
+/**
+ * Delay before the next attempt after `failedAttempts` failures (1, 2, …):
+ * baseMs doubled each time, and never shorter than the upstream's retry-after.
+ * BullMQ calls it as the job's backoff strategy; the ledger uses it to tell the
+ * client when the job will be back.
+ */
+export function retryDelayMs(failedAttempts: number, baseMs: number, error: unknown): number {
+  const backoff = baseMs * 2 ** Math.max(0, failedAttempts - 1);
+  const retryAfterMs = isUpstreamError(error) ? (error.retryAfterMs ?? 0) : 0;
+  return Math.max(backoff, retryAfterMs);
+}
+
+/** The error a client sees for a failed job: the same codes and messages as the HTTP API, never internals. */
+export function publicError(error: unknown): PublicError {
+  const appError = isUpstreamError(error) ? upstreamToAppError(error) : internalError();
+  return { code: appError.code, message: appError.message };
+}

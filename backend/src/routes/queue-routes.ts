@@ -1,0 +1,67 @@
+import Router from '@koa/router';
+import type { ChatRequest } from '../chat/chat-request.js';
+import { invalidRequest } from '../errors.js';
+import type { AppMiddleware, AppState } from '../http/app-state.js';
+import type { ChatQueue } from '../queue/chat-queue.js';
+import { parseIdempotencyKey } from '../queue/idempotency.js';
+import { isJobId } from '../queue/queue-keys.js';
+
+export interface QueueRoutesOptions {
+  queue: ChatQueue;
+  /** The same guard as POST /api/chat: per-caller rate limit, JSON body, validation. */
+  guard: readonly AppMiddleware[];
+}
+
+function queuedMessage(position: number, estimatedTime: number): string {
+  if (estimatedTime === 0) {
+    return 'Your answer is ready: fetch it from the status URL.';
+  }
+  if (position === 0) {
+    return `Your message is being answered; it should be ready in about ${estimatedTime} s.`;
+  }
+  return `Your message is number ${position} in line; the answer should be ready in about ${estimatedTime} s.`;
+}
+
+/**
+ * POST /api/chat/queue and GET /api/chat/status/:jobId. The status route has
+ * no rate limit of its own: a poll is one pipelined Redis read, cheaper than
+ * the limiter's own round trip, and must not eat the caller's chat budget.
+ */
+export function queueRoutes(options: QueueRoutesOptions): Router<AppState> {
+  const { queue } = options;
+  const router = new Router<AppState>();
+
+  router.post('/api/chat/queue', ...options.guard, async (ctx) => {
+    const idempotencyKey = parseIdempotencyKey(ctx.get('Idempotency-Key') || undefined);
+    const { jobId, position, estimatedTime, replayed } = await queue.enqueue({
+      callerId: ctx.state.caller.id,
+      request: ctx.state.input as ChatRequest,
+      requestId: ctx.state.requestId,
+      idempotencyKey,
+    });
+    ctx.status = 202;
+    ctx.set('Location', `/api/chat/status/${jobId}`);
+    if (replayed) {
+      ctx.set('Idempotent-Replayed', 'true');
+    }
+    ctx.body = { jobId, status: 'queued', position, estimatedTime, message: queuedMessage(position, estimatedTime) };
+  });
+
+  router.get('/api/chat/status/:jobId', async (ctx) => {
+    const { jobId = '' } = ctx.params;
+    if (!isJobId(jobId)) {
+      throw invalidRequest('jobId must be an id returned by POST /api/chat/queue.');
+    }
+    const status = await queue.status(ctx.state.caller.id, jobId);
+    ctx.set('Cache-Control', 'no-store');
+    if (!status) {
+      // Unknown, expired and someone else's jobs look exactly alike.
+      ctx.status = 404;
+      ctx.body = { status: 'not_found' };
+      return;
+    }
+    ctx.body = status;
+  });
+
+  return router;
+}
