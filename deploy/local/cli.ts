@@ -1,0 +1,292 @@
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { freePort, isPortFree, pollUntil, sleep } from './ports.js';
+import { ensureCommands, hasCommand } from './prerequisites.js';
+import { endGroup } from './process-group.js';
+import {
+  isAlive,
+  type RunPaths,
+  type RunState,
+  readRunState,
+  removeRunState,
+  runPaths,
+  writeDesiredInstances,
+} from './run-state.js';
+import { DEFAULT_REDIS_URL, needsSimulator, redisReachable } from './services.js';
+import { DEFAULT_INSTANCES, loadStackSettings, type StackSettings, slotPort } from './settings.js';
+
+/**
+ * `make up|scale|down|status|logs` for the local stack:
+ *   node --import tsx deploy/local/cli.ts up [N] | scale N | down | status | logs [--no-follow]
+ * Settings come from the environment (see settings.ts and deploy/local/README.md).
+ */
+
+const STARTUP_TIMEOUT_MS = 180_000;
+/** Caddy checks each slot every second; a ready instance is in rotation after the next check. */
+const CADDY_HEALTH_INTERVAL_MS = 1000;
+
+const write = (line = '') => process.stdout.write(`${line}\n`);
+
+class UsageError extends Error {}
+
+function parseCount(raw: string | undefined, settings: StackSettings, fallback?: number): number {
+  const count = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (count === undefined || !Number.isInteger(count) || count < 1 || count > settings.maxInstances) {
+    throw new UsageError(`N must be a whole number from 1 to ${settings.maxInstances} (MAX_INSTANCES), got ${raw}`);
+  }
+  return count;
+}
+
+function runningState(paths: RunPaths): RunState | undefined {
+  const state = readRunState(paths);
+  return state && isAlive(state.supervisorPid) ? state : undefined;
+}
+
+function tail(file: string, lines: number): string {
+  return existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : '';
+}
+
+/** A port the user did not fix may move to a free one; a fixed one must be free. */
+async function choosePort(name: string, port: number, fixed: boolean): Promise<number> {
+  if (await isPortFree(port)) {
+    return port;
+  }
+  if (fixed) {
+    throw new UsageError(`${name}=${port} is in use; free it or choose another port`);
+  }
+  return freePort();
+}
+
+async function checkPorts(settings: StackSettings): Promise<{ caddyAdminPort: number; prometheusPort: number }> {
+  if (!(await isPortFree(settings.publicPort, settings.publicBind))) {
+    throw new UsageError(`PUBLIC_PORT=${settings.publicPort} is in use; stop what uses it or set PUBLIC_PORT`);
+  }
+  for (let slot = 0; slot < settings.maxInstances; slot += 1) {
+    const port = slotPort(settings, slot);
+    if (!(await isPortFree(port))) {
+      throw new UsageError(
+        `port ${port} (instance slot ${slot + 1} of BACKEND_BASE_PORT=${settings.backendBasePort}…+${settings.maxInstances - 1}) is in use; set BACKEND_BASE_PORT`,
+      );
+    }
+  }
+  return {
+    caddyAdminPort: await choosePort('CADDY_ADMIN_PORT', settings.caddyAdminPort, settings.caddyAdminPortFixed),
+    prometheusPort: await choosePort('PROMETHEUS_PORT', settings.prometheusPort, settings.prometheusPortFixed),
+  };
+}
+
+async function chatAnswers(publicUrl: string): Promise<boolean> {
+  const response = await fetch(`${publicUrl}/api/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ message: 'Hello, I am checking that you are up.' }),
+    signal: AbortSignal.timeout(15_000),
+  });
+  await response.body?.cancel();
+  return response.status === 200;
+}
+
+function printStatus(state: RunState, settings: StackSettings): void {
+  const ready = state.instances.filter((instance) => instance.status === 'ready').length;
+  write(`Stack ${state.phase}: ${ready}/${state.desiredInstances} instances ready behind Caddy at ${state.publicUrl}`);
+  write();
+  write('  id          port   pid      status      restarts');
+  for (const instance of state.instances) {
+    write(
+      `  ${instance.id.padEnd(11)} ${String(instance.port).padEnd(6)} ${String(instance.pid ?? '-').padEnd(8)} ${instance.status.padEnd(11)} ${instance.restarts}`,
+    );
+  }
+  write();
+  write(`  caddy       admin ${state.caddy?.adminUrl ?? '-'}   pid ${state.caddy?.pid ?? '-'}`);
+  write(
+    `  redis       ${state.redis.url}${state.redis.managed ? `   pid ${state.redis.pid ?? '-'} (started by make up)` : ''}`,
+  );
+  write(
+    `  simulator   ${state.simulator ? `${state.simulator.url}   pid ${state.simulator.pid ?? '-'}` : '- (GROQ_API_KEY or GROQ_BASE_URL set)'}`,
+  );
+  write(`  prometheus  ${state.prometheus ? `${state.prometheus.url}   pid ${state.prometheus.pid ?? '-'}` : '-'}`);
+  write(`  logs        ${relative(process.cwd(), runPaths(settings.runDir).logs) || '.'}/`);
+}
+
+async function up(settings: StackSettings, paths: RunPaths, rawCount: string | undefined): Promise<void> {
+  const count = parseCount(rawCount, settings, DEFAULT_INSTANCES);
+  const existing = readRunState(paths);
+  if (existing && isAlive(existing.supervisorPid)) {
+    write(`Already running in ${paths.dir} (${existing.instances.length} instances). Use make scale N=… or make down.`);
+    return;
+  }
+  if (existing) {
+    // A supervisor that died (killed, machine slept…) may have left children behind.
+    await endGroup(existing.supervisorPid, [], 10_000);
+    removeRunState(paths);
+  }
+
+  const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
+  const needs = ['caddy'];
+  if (!(await redisReachable(redisUrl))) {
+    write(
+      `Redis does not answer at ${process.env.REDIS_URL ? 'REDIS_URL' : DEFAULT_REDIS_URL}: the stack starts its own redis-server.`,
+    );
+    needs.push('redis-server');
+  }
+  const installed = ensureCommands(needs, write);
+  if (!installed.ok) {
+    throw new UsageError(installed.instructions);
+  }
+  const ports = await checkPorts(settings);
+
+  mkdirSync(paths.logs, { recursive: true });
+  writeDesiredInstances(paths, count);
+  const logFd = openSync(paths.log('supervisor'), 'a');
+  const supervisor = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(settings.repoRoot, 'deploy/local/supervisor.ts')],
+    {
+      cwd: settings.repoRoot,
+      env: {
+        ...process.env,
+        RUN_DIR: paths.dir,
+        CADDY_ADMIN_PORT: String(ports.caddyAdminPort),
+        PROMETHEUS_PORT: String(ports.prometheusPort),
+      },
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+    },
+  );
+  closeSync(logFd);
+  supervisor.unref();
+  write(
+    `Starting ${count} instances behind Caddy (run directory ${relative(process.cwd(), paths.dir) || '.'}, logs in logs/)…`,
+  );
+  if (needsSimulator(process.env)) {
+    write('GROQ_API_KEY is not set: the instances answer from the bundled Groq simulator.');
+  }
+
+  let state: RunState | undefined;
+  const started = await pollUntil(async () => {
+    state = readRunState(paths);
+    if (state?.phase === 'failed' || (state === undefined && supervisor.exitCode !== null)) {
+      return true;
+    }
+    if (state && !isAlive(state.supervisorPid)) {
+      return true;
+    }
+    return state?.phase === 'running';
+  }, STARTUP_TIMEOUT_MS);
+  if (!started || state?.phase !== 'running') {
+    write(tail(paths.log('supervisor'), 15));
+    throw new UsageError(
+      `The stack did not start: ${state?.error ?? 'timed out'}. Logs: ${paths.logs}. Run make down to clean up.`,
+    );
+  }
+  if (!(await pollUntil(() => chatAnswers(state?.publicUrl ?? ''), 60_000, 500))) {
+    throw new UsageError(`Caddy does not answer chat requests at ${state.publicUrl}; see ${paths.logs}`);
+  }
+  printStatus(state, settings);
+  write();
+  write(
+    `Try it:  curl -s ${state.publicUrl}/api/chat -H 'content-type: application/json' -d '{"message":"I cannot start my essay"}'`,
+  );
+  write('Then:    make status · make scale N=5 · make logs · make down');
+}
+
+async function scale(settings: StackSettings, paths: RunPaths, rawCount: string | undefined): Promise<void> {
+  const count = parseCount(rawCount, settings);
+  const state = runningState(paths);
+  if (!state) {
+    throw new UsageError(`Nothing is running in ${paths.dir}; start it with make up`);
+  }
+  writeDesiredInstances(paths, count);
+  process.kill(state.supervisorPid, 'SIGHUP');
+  write(`Scaling from ${state.instances.length} to ${count} instances…`);
+  let latest: RunState | undefined;
+  const settled = await pollUntil(async () => {
+    latest = readRunState(paths);
+    return (
+      latest?.desiredInstances === count &&
+      latest.instances.length === count &&
+      latest.instances.every((instance) => instance.status === 'ready')
+    );
+  }, STARTUP_TIMEOUT_MS);
+  if (!settled || !latest) {
+    throw new UsageError(`Scaling did not settle in time; see make status and ${paths.logs}`);
+  }
+  // New instances are in rotation once Caddy's next health check has seen them.
+  await sleep(CADDY_HEALTH_INTERVAL_MS * 1.5);
+  printStatus(latest, settings);
+}
+
+async function down(paths: RunPaths): Promise<void> {
+  const state = readRunState(paths);
+  if (!state) {
+    write(`Nothing is running in ${paths.dir}.`);
+    return;
+  }
+  if (isAlive(state.supervisorPid)) {
+    write('Stopping: instances drain, then Caddy, the simulator and Redis (if started here) stop…');
+    process.kill(state.supervisorPid, 'SIGTERM');
+    await pollUntil(async () => !isAlive(state.supervisorPid), 60_000, 100);
+  }
+  const known = [state.supervisorPid, state.caddy?.pid, state.redis.pid, state.simulator?.pid, state.prometheus?.pid]
+    .concat(state.instances.map((instance) => instance.pid))
+    .filter((pid): pid is number => typeof pid === 'number');
+  const leftovers = await endGroup(state.supervisorPid, known, 10_000);
+  if (leftovers.length > 0) {
+    write(`Ended ${leftovers.length} process(es) the supervisor left behind.`);
+  }
+  removeRunState(paths);
+  write('Stopped.');
+}
+
+function logs(paths: RunPaths, follow: boolean): Promise<void> {
+  const files = existsSync(paths.logs)
+    ? readdirSync(paths.logs)
+        .filter((name) => name.endsWith('.log'))
+        .sort()
+        .map((name) => join(paths.logs, name))
+    : [];
+  if (files.length === 0) {
+    write(`No logs in ${paths.logs}.`);
+    return Promise.resolve();
+  }
+  if (!hasCommand('tail')) {
+    throw new UsageError(`tail is missing; the logs are in ${paths.logs}`);
+  }
+  const child = spawn('tail', ['-n', '20', ...(follow ? ['-F'] : []), ...files], { stdio: 'inherit' });
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const [command, argument] = argv;
+  const settings = loadStackSettings();
+  const paths = runPaths(settings.runDir);
+  switch (command) {
+    case 'up':
+      return up(settings, paths, argument);
+    case 'scale':
+      return scale(settings, paths, argument);
+    case 'down':
+      return down(paths);
+    case 'status': {
+      const state = runningState(paths);
+      if (state) {
+        printStatus(state, settings);
+      } else {
+        write(`Not running (${paths.dir}). Start it with make up.`);
+      }
+      return;
+    }
+    case 'logs':
+      return logs(paths, argument !== '--no-follow');
+    default:
+      throw new UsageError('usage: cli.ts up [N] | scale N | down | status | logs [--no-follow]');
+  }
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (error) {
+  process.stderr.write(`${error instanceof UsageError ? error.message : (error as Error).stack}\n`);
+  process.exitCode = 1;
+}

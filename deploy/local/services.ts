@@ -1,0 +1,153 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { freePort, httpOk, pollUntil } from './ports.js';
+import type { RunPaths } from './run-state.js';
+import { type StackSettings, upstreamList } from './settings.js';
+import { type SupervisedProcess, superviseProcess } from './supervised-process.js';
+
+/** The singletons around the instances: Redis, the Groq simulator, Caddy. */
+export interface ServiceContext {
+  settings: StackSettings;
+  paths: RunPaths;
+  logger: Logger;
+  onChange: () => void;
+}
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+const START_TIMEOUT_MS = 30_000;
+
+export async function redisReachable(url: string, timeoutMs = 1500): Promise<boolean> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Hides a password in a Redis URL before it is shown or written down. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) {
+      parsed.password = '***';
+    }
+    return parsed.toString();
+  } catch {
+    return '<unparsable url>';
+  }
+}
+
+export interface RedisService {
+  url: string;
+  /** Present when the stack started its own redis-server. */
+  process: SupervisedProcess | undefined;
+}
+
+/** REDIS_URL (or the default local Redis) when it answers; else a redis-server of our own on a free port. */
+export async function provideRedis(context: ServiceContext, env: NodeJS.ProcessEnv): Promise<RedisService> {
+  const wanted = env.REDIS_URL || DEFAULT_REDIS_URL;
+  if (await redisReachable(wanted)) {
+    context.logger.info({ redis: redactUrl(wanted) }, 'using the running Redis');
+    return { url: wanted, process: undefined };
+  }
+  const port = await freePort();
+  const dir = join(context.paths.dir, 'redis');
+  mkdirSync(dir, { recursive: true });
+  context.logger.warn({ wanted: redactUrl(wanted), port }, 'Redis not reachable; starting redis-server');
+  const child = superviseProcess({
+    name: 'redis',
+    command: 'redis-server',
+    // A cache and counters: nothing worth persisting across restarts of the stack.
+    args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    env: { PATH: env.PATH },
+    cwd: dir,
+    logFile: context.paths.log('redis'),
+    logger: context.logger,
+    restart: true,
+    stopTimeoutMs: 5000,
+    onChange: context.onChange,
+  });
+  const url = `redis://127.0.0.1:${port}`;
+  if (!(await pollUntil(() => redisReachable(url, 500), START_TIMEOUT_MS))) {
+    throw new Error(`redis-server did not answer on port ${port}; see ${context.paths.log('redis')}`);
+  }
+  return { url, process: child };
+}
+
+/** With no key and no base URL of their own, the instances share one simulator (one cache, one quota). */
+export function needsSimulator(env: NodeJS.ProcessEnv): boolean {
+  return !env.GROQ_API_KEY && !env.GROQ_API_KEY_FILE && !env.GROQ_BASE_URL;
+}
+
+export interface UrlService {
+  url: string;
+  process: SupervisedProcess;
+}
+
+export async function startSimulator(context: ServiceContext, env: NodeJS.ProcessEnv): Promise<UrlService> {
+  const port = await freePort();
+  const child = superviseProcess({
+    name: 'simulator',
+    command: process.execPath,
+    args: ['--import', 'tsx', 'backend/sim/main.ts'],
+    env: { ...env, SIM_PORT: String(port), SIM_HOST: '127.0.0.1' },
+    cwd: context.settings.repoRoot,
+    logFile: context.paths.log('simulator'),
+    logger: context.logger,
+    restart: true,
+    stopTimeoutMs: 5000,
+    onChange: context.onChange,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  if (!(await pollUntil(() => httpOk(`${url}/healthz`), START_TIMEOUT_MS))) {
+    throw new Error(`the Groq simulator did not start; see ${context.paths.log('simulator')}`);
+  }
+  return { url, process: child };
+}
+
+/** Caddy on deploy/caddy/Caddyfile, its {$VARS} set from the stack settings. */
+export async function startCaddy(context: ServiceContext, env: NodeJS.ProcessEnv): Promise<UrlService> {
+  const { settings, paths } = context;
+  const home = join(paths.dir, 'caddy');
+  mkdirSync(home, { recursive: true });
+  const child = superviseProcess({
+    name: 'caddy',
+    command: 'caddy',
+    args: ['run', '--config', join(settings.repoRoot, 'deploy/caddy/Caddyfile'), '--adapter', 'caddyfile'],
+    env: {
+      ...env,
+      PUBLIC_PORT: String(settings.publicPort),
+      PUBLIC_BIND: settings.publicBind,
+      PUBLIC_STATS: String(settings.publicStats),
+      CADDY_ADMIN_PORT: String(settings.caddyAdminPort),
+      BACKEND_UPSTREAMS: upstreamList(settings),
+      // Caddy's autosave and storage stay in the run directory, not in the user's home.
+      XDG_DATA_HOME: join(home, 'data'),
+      XDG_CONFIG_HOME: join(home, 'config'),
+    },
+    cwd: settings.repoRoot,
+    logFile: paths.log('caddy'),
+    logger: context.logger,
+    restart: true,
+    stopTimeoutMs: 10_000,
+    onChange: context.onChange,
+  });
+  const adminUrl = `http://127.0.0.1:${settings.caddyAdminPort}`;
+  if (!(await pollUntil(() => httpOk(`${adminUrl}/config/`), START_TIMEOUT_MS))) {
+    throw new Error(`Caddy did not start; see ${paths.log('caddy')}`);
+  }
+  return { url: adminUrl, process: child };
+}
