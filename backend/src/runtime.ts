@@ -119,7 +119,14 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS));
     if (server.listening) {
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        // close() ends idle keep-alive connections only once: a connection whose
+        // in-flight request finishes later (a proxy always keeps one) would hold
+        // the shutdown until the client drops it, so sweep until the server closes.
+        const sweep = setInterval(() => server.closeIdleConnections(), 100);
+        server.close(() => {
+          clearInterval(sweep);
+          resolve();
+        });
         server.closeIdleConnections();
       });
     }
