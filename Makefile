@@ -35,3 +35,52 @@ test: node_modules ## Typecheck, lint, then every test (unit, integration on rea
 	npx biome check .
 	npx vitest run --project fast
 	npx vitest run --project e2e --passWithNoTests
+
+# The stack: N identical instances behind Caddy (see README "Running the stack").
+# STACK=local (default) runs processes through deploy/local; STACK=compose drives Docker Compose.
+STACK ?= local
+COMPOSE ?= docker compose
+COMPOSE_ARGS := -f deploy/compose/docker-compose.yml
+RUNNER := node --import tsx deploy/local/cli.ts
+RUNNER_DEPS := $(if $(filter compose,$(STACK)),,node_modules)
+
+.PHONY: up
+up: $(RUNNER_DEPS) ## Run the stack in the background: N instances (default 3) behind Caddy on :8080
+ifeq ($(STACK),compose)
+	$(COMPOSE) $(COMPOSE_ARGS) up -d --build --scale backend=$(or $(N),3)
+else
+	$(RUNNER) up $(N)
+endif
+
+.PHONY: scale
+scale: $(RUNNER_DEPS) ## Change the number of instances live: make scale N=5
+	$(if $(N),,$(error make scale needs N, e.g. make scale N=5))
+ifeq ($(STACK),compose)
+	$(COMPOSE) $(COMPOSE_ARGS) up -d --no-recreate --scale backend=$(N)
+else
+	$(RUNNER) scale $(N)
+endif
+
+.PHONY: status
+status: $(RUNNER_DEPS) ## Each instance: id, port, pid, ready
+ifeq ($(STACK),compose)
+	$(COMPOSE) $(COMPOSE_ARGS) ps
+else
+	@$(RUNNER) status
+endif
+
+.PHONY: logs
+logs: $(RUNNER_DEPS) ## Follow the logs of every process of the stack
+ifeq ($(STACK),compose)
+	$(COMPOSE) $(COMPOSE_ARGS) logs -f --tail=50
+else
+	@$(RUNNER) logs
+endif
+
+.PHONY: down
+down: $(RUNNER_DEPS) ## Stop everything the stack started
+ifeq ($(STACK),compose)
+	$(COMPOSE) $(COMPOSE_ARGS) down
+else
+	$(RUNNER) down
+endif
