@@ -34,6 +34,8 @@ export interface AppDependencies {
   lifecycle: Lifecycle;
   clusterStats: ClusterStats;
   queueStats: QueueStatsSource;
+  /** Extra /readyz detail: the upstream circuits' state. */
+  readinessDetail?: () => Record<string, unknown>;
   /** The primary provider's per-minute budget, shown on /dashboard against its use. */
   upstreamQuota?: UpstreamQuota;
 }
@@ -66,7 +68,7 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
   app.use(recordClusterStats({ stats: clusterStats }));
 
   for (const router of [
-    healthRoutes({ redis, lifecycle }),
+    healthRoutes({ redis, lifecycle, readinessDetail: deps.readinessDetail }),
     metricsRoutes({ metrics }),
     statsRoutes({
       stats: clusterStats,

@@ -8,7 +8,7 @@ import { createRedisResponseCache } from './cache/response-cache.js';
 import { createChatService } from './chat/chat-service.js';
 import type { Config } from './config.js';
 import type { AppState } from './http/app-state.js';
-import { createGroqProvider } from './llm/groq-provider.js';
+import { createUpstream } from './llm/upstream.js';
 import { startQueueRuntime } from './queue/queue-runtime.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
 import { registerActiveUsersGauge } from './telemetry/active-users-gauge.js';
@@ -70,15 +70,14 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     logger.warn({ simulator: simulator.url }, 'GROQ_API_KEY is not set: answering from the bundled Groq simulator');
   }
 
-  const groq = withUpstreamUsage(
-    createGroqProvider({
-      apiKey: config.GROQ_API_KEY ?? 'simulator',
-      baseURL: groqBaseUrl,
-      model: config.GROQ_MODEL,
-      timeoutMs: config.GROQ_TIMEOUT_MS,
-    }),
-    clusterStats,
-  );
+  const upstream = createUpstream({
+    config,
+    redis,
+    groqBaseUrl,
+    metrics,
+    logger,
+    wrapProvider: (provider) => withUpstreamUsage(provider, clusterStats),
+  });
 
   // One chat service for POST /api/chat and the queue worker alike.
   const chat = createChatService({
@@ -89,7 +88,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       metrics,
       tracker: createDegradationTracker('response-cache', logger, metrics),
     }),
-    gateway: { target: { provider: groq.name, model: groq.model }, complete: (request) => groq.complete(request) },
+    gateway: upstream.gateway,
+    coalescer: upstream.coalescer,
     maxTokens: config.GROQ_MAX_TOKENS,
     temperature: config.GROQ_TEMPERATURE,
   });
@@ -105,6 +105,12 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     queue: queue.chatQueue,
     lifecycle,
     clusterStats,
+    readinessDetail: upstream.readinessDetail,
+    upstreamQuota: {
+      provider: upstream.gateway.target.provider,
+      requestsPerMinute: config.GROQ_RPM,
+      tokensPerMinute: config.GROQ_TPM,
+    },
     queueStats: queue.chatQueue,
   });
   const server = createServer(app.callback());
@@ -131,6 +137,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       });
     }
     await queue.close();
+    await upstream.close();
     await redis.quit().catch(() => redis.disconnect());
     await simulator?.close();
     logger.info('stopped');

@@ -223,9 +223,9 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
       } else if (outcome.kind === 'unused') {
         await release(reservationId, day, 0, false);
       } else {
-        // A 429 with tokens to spare means the requests limit is lower than we think.
+        // A 429 whose headers show tokens to spare: the requests limit is lower than we think.
         const remainingTokens = outcome.limits?.remainingTokens;
-        const requestsBound = remainingTokens === undefined || remainingTokens >= outcome.tokens;
+        const requestsBound = remainingTokens !== undefined && remainingTokens >= outcome.tokens;
         const pauseMs = outcome.retryAfterMs ?? DEFAULT_PAUSE_MS;
         await release(reservationId, day, pauseMs, requestsBound);
         log.warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');

@@ -19,6 +19,8 @@ describe('Groq failing', () => {
       GROQ_BASE_URL: simulator.url,
       GROQ_API_KEY: 'test-key',
       GROQ_TIMEOUT_MS: String(GROQ_TIMEOUT_MS),
+      // One call per request: these cases pin how each Groq error is rendered (retries: llm-gateway tests).
+      UPSTREAM_MAX_ATTEMPTS: '1',
       MAX_REQUESTS_PER_MINUTE: '100000',
       INSTANCE_ID,
     });
@@ -61,6 +63,14 @@ describe('Groq failing', () => {
     expect(simulator.stats().byStatus).toEqual({ [groqStatus]: 1, 200: 1 });
   });
 
+  it('answers 502 upstream_misconfigured when Groq refuses our key', async () => {
+    simulator.configure({ apiKey: 'another-key' });
+    const response = await postChat(backend.url, { message: 'Is my key right?' });
+    expect(response.status).toBe(502);
+    expect((response.json as ErrorBody).error.code).toBe('upstream_misconfigured');
+  });
+
+  // Last: the governor honours Groq's retry-after, so calls to Groq pause for the rest of the minute.
   it('tells the client when to retry after Groq rate-limits us', async () => {
     simulator.configure({ rpm: 1 });
     expect((await postChat(backend.url, { message: 'first of the minute' })).status).toBe(200);
@@ -70,13 +80,6 @@ describe('Groq failing', () => {
     const retryAfter = Number(limited.headers.get('retry-after'));
     expect(retryAfter).toBeGreaterThan(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
-  });
-
-  it('answers 502 upstream_misconfigured when Groq refuses our key', async () => {
-    simulator.configure({ apiKey: 'another-key' });
-    const response = await postChat(backend.url, { message: 'Is my key right?' });
-    expect(response.status).toBe(502);
-    expect((response.json as ErrorBody).error.code).toBe('upstream_misconfigured');
   });
 });
 
