@@ -17,6 +17,14 @@ const FAMILIES: Record<string, string> = {
   focus_upstream_calls_total: 'counter',
   focus_upstream_duration_seconds: 'histogram',
   focus_upstream_tokens_total: 'counter',
+  focus_queue_jobs: 'gauge',
+  focus_queue_completed_total: 'counter',
+  focus_queue_failed_total: 'counter',
+  focus_queue_rejected_total: 'counter',
+  focus_queue_wait_seconds: 'histogram',
+  focus_fallback_total: 'counter',
+  focus_circuit_state: 'gauge',
+  focus_quota_limit_tokens: 'gauge',
   focus_active_users: 'gauge',
   focus_redis_errors_total: 'counter',
 };
@@ -58,6 +66,7 @@ describe('GET /metrics', () => {
   it('labels requests with route templates, never raw URLs', () => {
     const routes = new Set(labelValues(text, 'focus_http_requests_total', 'route'));
     expect(routes).toContain('/api/chat');
+    expect(routes).toContain('/api/chat/status/:jobId');
     expect(routes).toContain('unmatched');
     for (const route of routes) {
       expect(route).not.toContain(jobId);
