@@ -36,6 +36,10 @@ test: node_modules ## Typecheck, lint, then every test (unit, integration on rea
 	npx vitest run --project fast
 	npx vitest run --project e2e --passWithNoTests
 
+.PHONY: bench
+bench: node_modules ## Benchmarks on loopback, one JSON line each: all scenarios, or SCENARIO=<name>
+	node --import tsx backend/bench/run.ts $(SCENARIO)
+
 # The stack: N identical instances behind Caddy (see README "Running the stack").
 # STACK=local (default) runs processes through deploy/local; STACK=compose drives Docker Compose.
 STACK ?= local

@@ -60,11 +60,23 @@ function inheritedEnv(): NodeJS.ProcessEnv {
   return rest;
 }
 
+export interface BackendProcessOptions {
+  /**
+   * keep (default): stdout and stderr are collected for output(). discard: stdout
+   * (the access log) goes to /dev/null, so a benchmark does not measure its own
+   * log collection; stderr is still collected.
+   */
+  stdout?: 'keep' | 'discard';
+}
+
 /**
  * Starts `backend/src/main.ts` as a real process (as `npm start` does) on a free
  * port and resolves once /readyz answers 200.
  */
-export async function startBackendProcess(env: Record<string, string>): Promise<BackendProcess> {
+export async function startBackendProcess(
+  env: Record<string, string>,
+  options: BackendProcessOptions = {},
+): Promise<BackendProcess> {
   const port = Number(env.PORT ?? (await freePort()));
   const instanceId = env.INSTANCE_ID ?? `proc-${port}`;
   const child = spawn(process.execPath, ['--import', 'tsx', 'backend/src/main.ts'], {
@@ -77,7 +89,7 @@ export async function startBackendProcess(env: Record<string, string>): Promise<
       PORT: String(port),
       INSTANCE_ID: instanceId,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', options.stdout === 'discard' ? 'ignore' : 'pipe', 'pipe'],
   });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => {

@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+
+/**
+ * The few pieces every benchmark scenario shares. A scenario is one file in
+ * scenarios/ that sets up what it measures, drives load with runLoad() and
+ * prints one JSON line with report(). Load only ever goes to loopback.
+ */
+
+export interface LoadOptions {
+  /** Base URL of the target, e.g. http://127.0.0.1:41234 (loopback only). */
+  url: string;
+  path: string;
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+  /** BENCH_DURATION_S overrides it, for a quick try of a scenario. */
+  durationSeconds: number;
+  connections: number;
+}
+
+export interface LoadResult {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  non2xx: number;
+  /** Connection errors and timeouts. */
+  errors: number;
+  requests: number;
+  durationSeconds: number;
+  connections: number;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const target = new URL(options.path, options.url);
+  if (!LOOPBACK.has(target.hostname)) {
+    throw new Error(`benchmarks only load loopback, not ${target.hostname}`);
+  }
+  const durationSeconds = Number(process.env.BENCH_DURATION_S ?? options.durationSeconds);
+  const result = await autocannon({
+    url: target.toString(),
+    method: options.method ?? 'GET',
+    headers: options.headers,
+    body: options.body,
+    duration: durationSeconds,
+    connections: options.connections,
+  });
+  return {
+    requestsPerSecond: Math.round(result.requests.average),
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    requests: result.requests.total,
+    durationSeconds,
+    connections: options.connections,
+  };
+}
+
+/** The one line a scenario prints: its name first, then its numbers. */
+export function report(scenario: string, result: object): void {
+  process.stdout.write(`${JSON.stringify({ scenario, ...result })}\n`);
+}
+
+/** A fresh key prefix, so a run never reads another run's cache or limits. */
+export function benchPrefix(scenario: string): string {
+  return `bench:${scenario}:${randomUUID().slice(0, 8)}:`;
+}
+
+export async function deleteKeys(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 500 }) as AsyncIterable<string[]>) {
+      if (keys.length > 0) {
+        await redis.del(...keys);
+      }
+    }
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** Runs a scenario's body; a failure is printed to stderr and fails the process. */
+export function runScenario(body: () => Promise<void>): void {
+  body().catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  });
+}
