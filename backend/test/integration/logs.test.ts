@@ -35,6 +35,8 @@ describe('logs', () => {
       GROQ_API_KEY: API_KEY,
       MAX_MESSAGE_CHARS: '200',
       LOG_LEVEL: 'trace',
+      // One upstream call per request, so the injected 500 reaches the client.
+      UPSTREAM_MAX_ATTEMPTS: '1',
       INSTANCE_ID: 'logs-instance',
     });
     const ip = '198.51.100.77';
