@@ -1,0 +1,141 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isListening } from '../../../deploy/local/ports.js';
+import { groupMembers } from '../../../deploy/local/process-group.js';
+import { isAlive, type RunState } from '../../../deploy/local/run-state.js';
+import { request } from '../helpers/http-client.js';
+import { type LocalStack, startLocalStack } from '../helpers/local-stack.js';
+
+/**
+ * `make up N=3` for real: three backend processes, the Groq simulator and
+ * Caddy on random ports, then requests through Caddy only. The last test is
+ * `make down`, which must leave no process and no listening port.
+ */
+
+interface ChatAnswer {
+  response: string;
+  cached: boolean;
+}
+
+interface SimulatorStats {
+  requests: number;
+}
+
+let stack: LocalStack;
+let state: RunState;
+
+const chat = (message: string, headers: Record<string, string> = {}) =>
+  request(`${stack.publicUrl}/api/chat`, { body: { message }, headers });
+
+async function simulatorRequests(): Promise<number> {
+  const url = state.simulator?.url;
+  if (!url) {
+    throw new Error('the stack runs no simulator');
+  }
+  const stats = (await request(`${url}/__sim/stats`)).json as SimulatorStats;
+  return stats.requests;
+}
+
+beforeAll(async () => {
+  stack = await startLocalStack(3);
+  state = stack.state();
+});
+
+afterAll(async () => {
+  // Idempotent: after the last test it only reports that nothing runs.
+  await stack?.make('down');
+});
+
+describe('make up N=3', () => {
+  it('runs three ready instances, Caddy and the simulator, and says so in make status', async () => {
+    expect(state.phase).toBe('running');
+    expect(state.instances.map((instance) => [instance.id, instance.status])).toEqual([
+      ['backend-1', 'ready'],
+      ['backend-2', 'ready'],
+      ['backend-3', 'ready'],
+    ]);
+    expect(state.simulator).not.toBeNull();
+    const status = await stack.make('status');
+    for (const instance of state.instances) {
+      expect(status.output).toMatch(new RegExp(`${instance.id}\\s+${instance.port}\\s+${instance.pid}\\s+ready`));
+    }
+  });
+
+  it('spreads 30 requests through Caddy over all three instances', async () => {
+    const served = new Set<string>();
+    for (let index = 0; index < 30; index += 1) {
+      const answer = await chat(`spread ${index} ${randomUUID()}`);
+      expect(answer.status).toBe(200);
+      served.add(answer.headers.get('x-instance-id') ?? 'none');
+    }
+    expect([...served].sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+  });
+
+  it('answers an identical question from the shared cache on the other instances; Groq is called once', async () => {
+    const before = await simulatorRequests();
+    const question = `Same question everywhere ${randomUUID()}`;
+    const answers: { instance: string; body: ChatAnswer }[] = [];
+    // Round robin: a handful of requests visit every instance.
+    for (let index = 0; index < 6; index += 1) {
+      const answer = await chat(question);
+      expect(answer.status).toBe(200);
+      answers.push({ instance: answer.headers.get('x-instance-id') ?? 'none', body: answer.json as ChatAnswer });
+    }
+    const [first, ...rest] = answers;
+    expect(first?.body.cached).toBe(false);
+    expect(rest.every((answer) => answer.body.cached)).toBe(true);
+    expect(rest.every((answer) => answer.body.response === first?.body.response)).toBe(true);
+    expect(new Set(rest.map((answer) => answer.instance)).size).toBe(3);
+    expect((await simulatorRequests()) - before).toBe(1);
+  });
+
+  it('does not serve /metrics or the operator stats publicly, and answers in the API error shape', async () => {
+    for (const path of ['/metrics', '/METRICS', '/metrics/', '/api/chat/stats', '/dashboard', '/anything-else']) {
+      const answer = await request(`${stack.publicUrl}${path}`);
+      expect(answer.status, path).toBe(404);
+      expect(answer.json, path).toMatchObject({ error: { code: 'not_found' } });
+      expect(answer.headers.get('x-instance-id'), path).toBeNull();
+    }
+    // Each instance does serve its metrics on its own loopback port, for Prometheus.
+    const direct = await request(`http://127.0.0.1:${state.instances[0]?.port}/metrics`);
+    expect(direct.status).toBe(200);
+  });
+
+  it('adds security headers, compresses, and refuses a body over 1 MB at the proxy', async () => {
+    const answer = await chat(`headers ${randomUUID()}`, { 'accept-encoding': 'gzip' });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(answer.headers.get('x-frame-options')).toBe('DENY');
+    expect(answer.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect(answer.headers.get('server')).toBeNull();
+    expect(answer.headers.get('content-encoding')).toBe('gzip');
+
+    const huge = await request(`${stack.publicUrl}/api/chat`, { body: { message: 'x'.repeat(1_100_000) } });
+    expect(huge.status).toBe(413);
+    expect(huge.json).toMatchObject({ error: { code: 'payload_too_large' } });
+    expect(huge.headers.get('x-instance-id')).toBeNull();
+  });
+
+  it('make down stops everything it started and leaves no listening port', async () => {
+    const pids = [
+      state.supervisorPid,
+      state.caddy?.pid,
+      state.simulator?.pid,
+      ...stack.state().instances.map((instance) => instance.pid),
+    ].filter((pid): pid is number => typeof pid === 'number');
+    expect(pids.every(isAlive)).toBe(true);
+
+    const result = await stack.make('down');
+    expect(result.output).toContain('Stopped.');
+    expect(pids.filter(isAlive)).toEqual([]);
+    expect(groupMembers(state.supervisorPid) ?? []).toEqual([]);
+    const listening = [];
+    for (const port of [...stack.ports(), ...(state.simulator ? [Number(new URL(state.simulator.url).port)] : [])]) {
+      if (await isListening(port)) {
+        listening.push(port);
+      }
+    }
+    expect(listening).toEqual([]);
+    expect(() => stack.state()).toThrow(/no state/);
+  });
+});

@@ -1,0 +1,86 @@
+import { Agent, request } from 'node:http';
+
+/** One request of a steady load: when it started and ended, and how it went. */
+export interface LoadRecord {
+  startedAt: number;
+  endedAt: number;
+  /** 0 when no HTTP answer came (connection reset, socket hang up…). */
+  status: number;
+  instance: string | undefined;
+  error: string | undefined;
+}
+
+export interface SteadyLoad {
+  readonly records: readonly LoadRecord[];
+  /** Lets the requests in flight finish, then resolves with every record. */
+  stop(): Promise<LoadRecord[]>;
+}
+
+export interface SteadyLoadOptions {
+  url: string;
+  /** Requests in flight at any moment (one loop each, over keep-alive connections like a real client). */
+  concurrency: number;
+  /** The chat message of the n-th request. */
+  message: (n: number) => string;
+}
+
+function postOnce(url: string, body: string, agent: Agent): Promise<Omit<LoadRecord, 'startedAt' | 'endedAt'>> {
+  return new Promise((resolve) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            instance: res.headers['x-instance-id'] as string | undefined,
+            error: undefined,
+          }),
+        );
+        res.on('error', (error) => resolve({ status: 0, instance: undefined, error: error.message }));
+      },
+    );
+    req.setTimeout(30_000, () => req.destroy(new Error('client timeout')));
+    req.on('error', (error) => resolve({ status: 0, instance: undefined, error: error.message }));
+    req.end(body);
+  });
+}
+
+/** POST /api/chat in `concurrency` loops until stopped, recording every request. */
+export function startSteadyLoad(options: SteadyLoadOptions): SteadyLoad {
+  const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency });
+  const records: LoadRecord[] = [];
+  let running = true;
+  let sent = 0;
+
+  async function loop() {
+    while (running) {
+      const n = sent;
+      sent += 1;
+      const startedAt = Date.now();
+      const result = await postOnce(`${options.url}/api/chat`, JSON.stringify({ message: options.message(n) }), agent);
+      records.push({ startedAt, endedAt: Date.now(), ...result });
+    }
+  }
+
+  const loops = Array.from({ length: options.concurrency }, () => loop());
+  return {
+    records,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      agent.destroy();
+      return records;
+    },
+  };
+}
+
+/** The distinct instances that answered the given records. */
+export function instancesOf(records: readonly LoadRecord[]): string[] {
+  return [...new Set(records.map((record) => record.instance).filter((id): id is string => id !== undefined))].sort();
+}
