@@ -174,6 +174,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (parsed.success && parsed.data.FALLBACK_BASE_URL && !parsed.data.FALLBACK_MODEL) {
     problems.push('FALLBACK_MODEL: required when FALLBACK_BASE_URL is set');
   }
+  // Checked here, with the other problems, rather than after Redis is connected.
+  const data = parsed.success ? parsed.data : undefined;
+  if (data && !data.GROQ_API_KEY && !data.GROQ_BASE_URL && !data.ALLOW_EMBEDDED_SIMULATOR) {
+    problems.push('GROQ_API_KEY: required when ALLOW_EMBEDDED_SIMULATOR=false (or set GROQ_BASE_URL)');
+  }
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(problems);
   }

@@ -98,6 +98,18 @@ describe('loadConfig', () => {
     expect(loadConfig({ PORT: ' 8080 ' }).PORT).toBe(8080);
   });
 
+  it('refuses to start without an upstream when the embedded simulator is not allowed', () => {
+    expect(problemsOf({ ALLOW_EMBEDDED_SIMULATOR: 'false' })).toEqual([
+      expect.stringMatching(/^GROQ_API_KEY: required when ALLOW_EMBEDDED_SIMULATOR=false/),
+    ]);
+    expect(loadConfig({ ALLOW_EMBEDDED_SIMULATOR: 'false', GROQ_API_KEY: 'gsk_x' }).GROQ_BASE_URL).toBe(
+      'https://api.groq.com',
+    );
+    expect(loadConfig({ ALLOW_EMBEDDED_SIMULATOR: 'false', GROQ_BASE_URL: 'http://127.0.0.1:9' }).GROQ_API_KEY).toBe(
+      undefined,
+    );
+  });
+
   it('reads GROQ_API_KEY from GROQ_API_KEY_FILE (a mounted secret), trimmed', () => {
     const file = join(secretDir, 'groq-key');
     writeFileSync(file, 'gsk_from_file\n');
