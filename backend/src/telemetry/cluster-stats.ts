@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { hashCaller } from '../http/request-context.js';
 import type { DegradationTracker } from './degradation.js';
+import { createStatsBatch } from './stats-batch.js';
 import {
   BUCKET_TTL_SECONDS,
   currentSecond,
@@ -40,13 +41,17 @@ export interface ClusterSnapshot {
 
 /**
  * Cluster-wide request figures and active users, kept in Redis so that every
- * instance reads the same numbers. Writes are fire-and-forget (one pipelined
- * round trip, never awaited by the request); a Redis failure loses the sample,
- * is counted and logged once. Reads throw, so the caller can refuse honestly.
+ * instance reads the same numbers. Recording only adds to an in-memory batch;
+ * the batch goes to Redis in one pipeline per flush interval, off every
+ * request's path, so the cost per request does not grow with traffic. A Redis
+ * failure loses that batch, is counted and logged once. Reads throw, so the
+ * caller can refuse honestly.
  */
 export interface ClusterStats {
   recordRequest(sample: RequestSample): void;
   recordUpstream(provider: string, tokens: number): void;
+  /** Writes what is pending now (at shutdown). Never rejects. */
+  flush(): Promise<void>;
   activeUsers(): Promise<number>;
   lastMinute(): Promise<ClusterSnapshot>;
 }
@@ -59,7 +64,8 @@ export interface ClusterStatsOptions {
   tracker: DegradationTracker;
 }
 
-type PipelineResult = [Error | null, unknown][] | null;
+/** How long samples gather in memory before one write; the figures lag by at most this. */
+const FLUSH_INTERVAL_MS = 250;
 
 function emptyTotals(): WindowTotals {
   return {
@@ -111,26 +117,55 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
   const { redis, prefix, tracker } = options;
   const activeKey = `${prefix}stats:active-users`;
   const activeWindowMs = options.activeUserWindowSeconds * 1000;
-  let lastTrimSecond = 0;
+  const batch = createStatsBatch();
+  let timer: NodeJS.Timeout | undefined;
 
-  function send(pipeline: ReturnType<Redis['pipeline']>): void {
-    void pipeline.exec().then(
-      (results: PipelineResult) => {
-        const failure = results?.find(([error]) => error !== null)?.[0];
-        if (failure) {
-          tracker.failed(failure);
-        } else {
-          tracker.succeeded();
-        }
-      },
-      (error: unknown) => tracker.failed(error),
-    );
+  function schedule(): void {
+    if (!timer) {
+      timer = setTimeout(() => {
+        timer = undefined;
+        void flush();
+      }, FLUSH_INTERVAL_MS);
+      timer.unref();
+    }
   }
 
-  async function read(pipeline: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+  async function flush(): Promise<void> {
+    if (batch.empty) {
+      return;
+    }
+    const { buckets, callers } = batch.take();
+    const pipeline = redis.pipeline();
+    for (const [second, fields] of buckets) {
+      const key = windowKey(prefix, second);
+      for (const [field, by] of fields) {
+        pipeline.hincrby(key, field, by);
+      }
+      pipeline.expire(key, BUCKET_TTL_SECONDS);
+    }
+    if (callers.size > 0) {
+      // Hashed: who is active matters, not their address.
+      pipeline.zadd(activeKey, ...[...callers].flatMap(([id, atMs]) => [atMs, hashCaller(id)]));
+      pipeline.zremrangebyscore(activeKey, '-inf', Date.now() - activeWindowMs);
+      pipeline.expire(activeKey, options.activeUserWindowSeconds);
+    }
     try {
-      const results: PipelineResult = await pipeline.exec();
-      const values = (results ?? []).map(([error, value]) => {
+      const failure = (await pipeline.exec())?.find(([error]) => error !== null)?.[0];
+      if (failure) {
+        tracker.failed(failure);
+      } else {
+        tracker.succeeded();
+      }
+    } catch (error) {
+      tracker.failed(error);
+    }
+  }
+
+  /** Sends this instance's pending samples first: one connection keeps the order, so the read sees them. */
+  async function read(pipeline: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+    void flush();
+    try {
+      const values = ((await pipeline.exec()) ?? []).map(([error, value]) => {
         if (error) {
           throw error;
         }
@@ -148,38 +183,29 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
     recordRequest(sample) {
       const nowMs = Date.now();
       const second = currentSecond(nowMs);
-      const key = windowKey(prefix, second);
-      const pipeline = redis
-        .pipeline()
-        .zadd(activeKey, nowMs, hashCaller(sample.callerId))
-        .hincrby(key, FIELD.requests, 1)
-        .hincrby(key, FIELD.latencyMicros, Math.round(sample.latencyMs * 1000))
-        .hincrby(key, latencyField(latencyBucketIndex(sample.latencyMs)), 1);
+      batch.add(second, FIELD.requests, 1);
+      batch.add(second, FIELD.latencyMicros, Math.round(sample.latencyMs * 1000));
+      batch.add(second, latencyField(latencyBucketIndex(sample.latencyMs)), 1);
       if (sample.status >= 500) {
-        pipeline.hincrby(key, FIELD.serverErrors, 1);
+        batch.add(second, FIELD.serverErrors, 1);
       } else if (sample.status >= 400) {
-        pipeline.hincrby(key, FIELD.clientErrors, 1);
+        batch.add(second, FIELD.clientErrors, 1);
       }
-      pipeline.expire(key, BUCKET_TTL_SECONDS);
-      // Drop callers gone quiet at most once a second per instance; the TTL
-      // removes the whole set when traffic stops.
-      if (second !== lastTrimSecond) {
-        lastTrimSecond = second;
-        pipeline.zremrangebyscore(activeKey, '-inf', nowMs - activeWindowMs);
-        pipeline.expire(activeKey, options.activeUserWindowSeconds);
-      }
-      send(pipeline);
+      batch.touch(sample.callerId, nowMs);
+      schedule();
     },
 
     recordUpstream(provider, tokens) {
-      const key = windowKey(prefix, currentSecond());
-      send(
-        redis
-          .pipeline()
-          .hincrby(key, upstreamCallsField(provider), 1)
-          .hincrby(key, upstreamTokensField(provider), tokens)
-          .expire(key, BUCKET_TTL_SECONDS),
-      );
+      const second = currentSecond();
+      batch.add(second, upstreamCallsField(provider), 1);
+      batch.add(second, upstreamTokensField(provider), tokens);
+      schedule();
+    },
+
+    flush() {
+      clearTimeout(timer);
+      timer = undefined;
+      return flush();
     },
 
     async activeUsers() {
