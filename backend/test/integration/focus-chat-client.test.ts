@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -87,9 +88,8 @@ describe('focus chat client against a real backend', () => {
   let simulator: GroqSimulator;
   let backend: TestBackend;
   let proxy: Awaited<ReturnType<typeof startFlakyProxy>>;
-  let counter = 0;
   const client = () => createFocusChatClient({ baseUrl: proxy.url, minPollMs: 100, timeoutMs: 20_000 });
-  const uniqueMessage = () => `Help me start my homework (${Date.now()}-${(counter += 1)})`;
+  const uniqueMessage = () => `Help me start my homework (${randomUUID()})`;
 
   beforeAll(async () => {
     simulator = await startGroqSimulator({ latencyMs: 100, apiKey: 'test-key' });
