@@ -2,6 +2,7 @@ import { cacheKey } from '../cache/cache-key.js';
 import type { CachedAnswer, ResponseCache } from '../cache/response-cache.js';
 import type { RequestCoalescer } from '../llm/request-coalescer.js';
 import type { ChatMessage, Completion, CompletionRequest, TokenUsage } from '../llm/types.js';
+import type { Logger } from '../telemetry/logger.js';
 import type { ChatRequest } from './chat-request.js';
 import { SYSTEM_PROMPT, SYSTEM_PROMPT_VERSION } from './system-prompt.js';
 
@@ -50,6 +51,8 @@ export interface AnswerOptions {
    * gateway answers UpstreamError('rate_limited', retryAfterMs).
    */
   maxQuotaWaitMs?: number;
+  /** The caller's logger (with its request or job id): upstream decisions are logged with it. */
+  log?: Logger;
 }
 
 export interface ChatService {
@@ -100,6 +103,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
           temperature,
           signal: answerOptions.signal,
           maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
+          log: answerOptions.log,
         });
         // Stored under the namespace of whoever answered: a fallback answer never poses as the primary's.
         const answered = targets.findIndex((target) => target.provider === completion.provider);
@@ -122,10 +126,15 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       if (!coalescer) {
         return ask();
       }
-      const { value } = await coalescer.run(keys[0] as string, ask, async () => {
-        const answer = await cache.get(keys);
-        return answer && fromCache(answer, true);
-      });
+      const { value } = await coalescer.run(
+        keys[0] as string,
+        ask,
+        async () => {
+          const answer = await cache.get(keys);
+          return answer && fromCache(answer, true);
+        },
+        answerOptions.log,
+      );
       return value;
     },
   };

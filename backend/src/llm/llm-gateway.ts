@@ -52,7 +52,6 @@ const MIN_CALL_MS = 1000;
  */
 export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
   const { primary, fallback, retry, metrics } = options;
-  const log = options.logger.child({ component: 'llm-gateway' });
 
   async function attempt(
     route: GatewayRoute,
@@ -60,6 +59,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
     quotaDeadline: number,
   ): Promise<RouteOutcome> {
     const { provider, quota, breaker } = route;
+    const context = { signal: request.signal, log: request.log };
     const labels = { provider: provider.name, model: provider.model };
     const estimate = estimateTokens(request.messages, request.maxTokens);
     const budgetEnd = Date.now() + retry.budgetMs;
@@ -73,7 +73,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
       if (breaker.skipping) {
         return circuitOpen(route);
       }
-      const reservation = await quota.reserve(estimate, quotaDeadline, request.signal);
+      const reservation = await quota.reserve(estimate, quotaDeadline, context);
       if (!reservation.granted) {
         const error = new UpstreamError(
           'rate_limited',
@@ -94,15 +94,15 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
         metrics.upstreamDuration.observe(labels, (performance.now() - started) / 1000);
         metrics.upstreamTokens.inc({ ...labels, kind: 'prompt' }, promptTokens);
         metrics.upstreamTokens.inc({ ...labels, kind: 'completion' }, completionTokens);
-        await quota.settle(reservation.id, {
-          kind: 'counted',
-          tokens: promptTokens + completionTokens,
-          limits: completion.limits,
-        });
+        await quota.settle(
+          reservation.id,
+          { kind: 'counted', tokens: promptTokens + completionTokens, limits: completion.limits },
+          context,
+        );
         return { ok: true, completion };
       } catch (caught) {
         if (isCircuitOpenError(caught)) {
-          await quota.settle(reservation.id, { kind: 'unused' });
+          await quota.settle(reservation.id, { kind: 'unused' }, context);
           return circuitOpen(route);
         }
         const error =
@@ -117,6 +117,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
             ? { kind: 'refused', tokens: estimate, retryAfterMs: error.retryAfterMs, limits: error.limits }
             : // A timed-out call probably ran to the end upstream; an error answer spent no tokens.
               { kind: 'counted', tokens: error.kind === 'timeout' ? estimate : 0 },
+          context,
         );
         if (!error.retryable) {
           return { ok: false, reason: error.kind === 'rejected' ? 'rejected' : 'error', error };
@@ -127,13 +128,20 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
           return exhausted(error);
         }
         metrics.upstreamRetries.inc({ provider: provider.name });
-        log.info({ provider: provider.name, attempt: attemptNo, delayMs, kind: error.kind }, 'retrying upstream call');
+        logFor(request).info(
+          { provider: provider.name, attempt: attemptNo, delayMs, kind: error.kind },
+          'retrying upstream call',
+        );
         await sleep(delayMs, request.signal);
         if (request.signal?.aborted) {
           return exhausted(error);
         }
       }
     }
+  }
+
+  function logFor(request: CompletionRequest) {
+    return (request.log ?? options.logger).child({ component: 'llm-gateway' });
   }
 
   function circuitOpen(route: GatewayRoute): RouteOutcome {
@@ -178,7 +186,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
         throw finalError([first]);
       }
       metrics.fallbacks.inc({ reason: first.reason });
-      log.warn(
+      logFor(request).warn(
         { from: primary.provider.name, to: fallback.provider.name, reason: first.reason, kind: first.error.kind },
         'falling back to the fallback provider',
       );

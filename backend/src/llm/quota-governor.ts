@@ -30,6 +30,12 @@ export type SettleOutcome =
   /** The call was never sent (its circuit opened meanwhile). */
   | { kind: 'unused' };
 
+export interface CallContext {
+  signal?: AbortSignal;
+  /** The caller's logger (with its request id); the governor's own otherwise. */
+  log?: Logger;
+}
+
 /**
  * The shared budget of one upstream key, across every instance. A call first
  * reserves one request and its estimated tokens (atomically, in Redis), then
@@ -40,8 +46,8 @@ export type SettleOutcome =
 export interface QuotaGovernor {
   readonly provider: string;
   /** Waits for room until `deadline` (epoch ms); refuses at once when room comes later than that. */
-  reserve(tokens: number, deadline: number, signal?: AbortSignal): Promise<ReserveResult>;
-  settle(reservationId: string | undefined, outcome: SettleOutcome): Promise<void>;
+  reserve(tokens: number, deadline: number, context?: CallContext): Promise<ReserveResult>;
+  settle(reservationId: string | undefined, outcome: SettleOutcome, context?: CallContext): Promise<void>;
 }
 
 export interface QuotaGovernorOptions {
@@ -74,7 +80,8 @@ const dayIndex = (now: number) => Math.floor(now / 86_400_000);
 
 export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGovernor {
   const { redis, provider, limits, metrics, tracker } = options;
-  const log = options.logger.child({ component: 'quota', provider });
+  const ownLog = options.logger;
+  const logFor = (context: CallContext | undefined) => (context?.log ?? ownLog).child({ component: 'quota', provider });
   // One hash tag per provider keeps every key of a script in one cluster slot.
   const base = `${options.prefix}quota:{${provider}}:`;
   const keys = {
@@ -141,7 +148,8 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
     return { granted: reply[0] === 1, waitMs: Number(reply[1]), reason: String(reply[2]) };
   }
 
-  async function reserve(requested: number, deadline: number, signal?: AbortSignal): Promise<ReserveResult> {
+  async function reserve(requested: number, deadline: number, context?: CallContext): Promise<ReserveResult> {
+    const signal = context?.signal;
     // A call larger than the whole minute's budget still runs, alone in an empty window.
     const tokens = limits.tokensPerMinute > 0 ? Math.min(requested, limits.tokensPerMinute) : requested;
     const id = randomUUID();
@@ -151,7 +159,7 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
       if (waited) {
         metrics.quotaWaits.inc({ provider });
         metrics.quotaWaitSeconds.observe(result.waitedMs / 1000);
-        log.info(
+        logFor(context).info(
           { waitedMs: result.waitedMs, granted: result.granted, reason: result.granted ? undefined : result.reason },
           result.granted ? 'waited for upstream quota' : 'waited for upstream quota in vain',
         );
@@ -190,7 +198,11 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
     }
   }
 
-  async function settle(reservationId: string | undefined, outcome: SettleOutcome): Promise<void> {
+  async function settle(
+    reservationId: string | undefined,
+    outcome: SettleOutcome,
+    context?: CallContext,
+  ): Promise<void> {
     const now = Date.now();
     const day = dayIndex(now);
     if (outcome.kind === 'refused') {
@@ -228,7 +240,7 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
         const requestsBound = remainingTokens !== undefined && remainingTokens >= outcome.tokens;
         const pauseMs = outcome.retryAfterMs ?? DEFAULT_PAUSE_MS;
         await release(reservationId, day, pauseMs, requestsBound);
-        log.warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
+        logFor(context).warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
       }
       if (outcome.kind !== 'unused' && outcome.limits) {
         await observe(outcome.limits, day);

@@ -18,6 +18,8 @@ export interface RequestCoalescer {
     key: string,
     lead: () => Promise<T>,
     follow: () => Promise<T | undefined>,
+    /** The caller's logger (with its request id); the coalescer's own otherwise. */
+    log?: Logger,
   ): Promise<{ value: T; coalesced: boolean }>;
   close(): void;
 }
@@ -48,7 +50,7 @@ return 1`;
 
 export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoalescer {
   const { redis, subscriber, prefix, waitMs, metrics, tracker } = options;
-  const log = options.logger.child({ component: 'coalescer' });
+  const ownLog = options.logger;
   const channel = `${prefix}coalesce:done`;
   const lockKey = (key: string) => `${prefix}coalesce:lock:${key}`;
   const waiters = new Map<string, Set<(outcome: LeaderOutcome) => void>>();
@@ -112,7 +114,8 @@ export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoa
   }
 
   return {
-    async run(key, lead, follow) {
+    async run(key, lead, follow, callerLog) {
+      const log = (callerLog ?? ownLog).child({ component: 'coalescer' });
       if (waitMs <= 0) {
         return { value: await lead(), coalesced: false };
       }

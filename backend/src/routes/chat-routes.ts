@@ -12,7 +12,7 @@ export interface ChatRoutesOptions {
 export function chatRoutes(options: ChatRoutesOptions): Router<AppState> {
   const router = new Router<AppState>();
   router.post('/api/chat', ...options.guard, async (ctx) => {
-    const answer = await options.chat.answer(ctx.state.input as ChatRequest);
+    const answer = await options.chat.answer(ctx.state.input as ChatRequest, { log: ctx.state.log });
     ctx.state.cacheHit = answer.cached;
     ctx.body = { ...answer, requestId: ctx.state.requestId };
   });

@@ -82,7 +82,8 @@ describe('upstream resilience (3 instances, 1 Redis, primary 30 RPM / 6,000 TPM 
 
     // Each decision is logged, never with the question's text.
     const logs = cluster.backends.map((backend) => backend.logs.text).join('\n');
-    expect(logs).toContain('falling back to the fallback provider');
+    const fallbackLine = logs.split('\n').find((line) => line.includes('falling back to the fallback provider'));
+    expect(JSON.parse(fallbackLine ?? '{}')).toMatchObject({ reason: 'quota', requestId: expect.any(String) });
     expect(logs).not.toContain('Burst question');
 
     const tokensUsed = stats.calls.filter((call) => call.status === 200).reduce((sum, call) => sum + call.tokens, 0);
