@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
-import { waitFor } from '../helpers/backend-process.js';
+import { freePort, waitFor } from '../helpers/backend-process.js';
 import { type ChatBody, type ErrorBody, postChat, request } from '../helpers/http-client.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 import { startTestBackend, type TestBackend } from '../helpers/test-backend.js';
@@ -115,5 +115,33 @@ describe('Redis stopped', () => {
     expectOncePerConnection(logged(backend, /redis connection restored/));
     expect(logged(backend, /^rate-limit: redis back/)).toHaveLength(1);
     expect(logged(backend, /^response-cache: redis back/)).toHaveLength(1);
+  });
+});
+
+describe('Redis down from the start', () => {
+  let simulator: GroqSimulator;
+  let backend: TestBackend;
+
+  beforeAll(async () => {
+    simulator = await startGroqSimulator({ latencyMs: 1 });
+    // Nothing listens there: the instance must still start (after a bounded wait) and serve.
+    backend = await startTestBackend({
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+      GROQ_BASE_URL: simulator.url,
+      GROQ_API_KEY: 'test-key',
+    });
+  });
+
+  afterAll(async () => {
+    await backend.close();
+    await simulator.close();
+  });
+
+  it('starts, answers and reports degraded readiness', async () => {
+    expect(logged(backend, /^redis not reachable at start/)).toHaveLength(1);
+    expect((await readiness(backend)).body).toMatchObject({ status: 'degraded', checks: { redis: 'down' } });
+    const response = await postChat(backend.url, { message: 'Is anyone there?' });
+    expect(response.status).toBe(200);
+    expect((response.json as ChatBody).cached).toBe(false);
   });
 });
