@@ -38,8 +38,8 @@ export interface ChatWorker {
   close(): Promise<void>;
 }
 
-/** A job that kills its worker twice is failed instead of taking down a third. */
-const MAX_STALLED_COUNT = 2;
+/** Recovered once after its worker died; a job whose second worker dies too (a poison job?) fails. */
+const MAX_STALLED_COUNT = 1;
 const SHUTDOWN_REASON = 'instance shutting down';
 
 export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
