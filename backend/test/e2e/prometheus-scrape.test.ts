@@ -1,18 +1,18 @@
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { Redis } from 'ioredis';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { pollUntil } from '../../../deploy/local/ports.js';
 import dashboard from '../../../grafana/dashboards/focus-backend.json' with { type: 'json' };
-import { type BackendProcess, startBackendProcess, waitFor } from '../helpers/backend-process.js';
 import { httpFrom } from '../helpers/http-from.js';
-import { hasPrometheus, type PrometheusServer, startPrometheus } from '../helpers/prometheus-server.js';
-import { testPrefix } from '../helpers/test-backend.js';
+import { type LocalStack, startLocalStack } from '../helpers/local-stack.js';
 
 /**
- * A real Prometheus (Debian package) with prometheus.local.yml and alerts.yml,
- * scraping two backend processes found through file_sd, under a short load:
- * every dashboard expression and every alert rule must evaluate, and the
- * panels a person looks at first must show data.
+ * `make up N=3` with Prometheus (the Debian package) under a short load
+ * through Caddy: the runner's file_sd targets are scraped, every dashboard
+ * expression and every alert rule evaluates through Prometheus' HTTP API, and
+ * the panels a person looks at first show data.
  */
 
 const CALLERS = Array.from({ length: 20 }, (_, index) => `127.0.0.${10 + index}`);
@@ -33,147 +33,176 @@ const MUST_HAVE_DATA = [
   'Latency p50 / p95 / p99',
   'Cache lookups / s by result',
   'Instances up',
+  'Memory (RSS) per instance',
+  'Event-loop lag p99 per instance',
+  'Proxy: healthy upstreams',
 ];
 
-interface Target {
-  refId: string;
-  expr: string;
-}
 interface DashboardPanel {
   title: string;
   type: string;
-  targets?: Target[];
+  targets?: { refId: string; expr: string }[];
 }
 interface Series {
   metric: Record<string, string>;
   values?: [number, string][];
   value?: [number, string];
 }
-interface RuleGroup {
-  rules: { name: string; query: string; health: string; lastError?: string; lastEvaluation: string }[];
+interface ApiAnswer<T> {
+  status: 'success' | 'error';
+  data: T;
+  error?: string;
+}
+interface LoadedRule {
+  name: string;
+  health: string;
+  lastError?: string;
 }
 
 const panels = (dashboard.panels as DashboardPanel[]).filter((panel) => panel.type !== 'row');
-/** Grafana fills $__rate_interval in; for a 5 s scrape interval one minute is what it would choose. */
+/** Grafana fills $__rate_interval in; for the local 5 s scrape interval it would choose one minute. */
 const toPromQL = (expr: string) => expr.replaceAll('$__rate_interval', '1m');
 
-describe.skipIf(!(await hasPrometheus()))('Prometheus scraping a local stack', () => {
-  const prefix = testPrefix('prom-e2e');
-  let backends: BackendProcess[] = [];
-  let prometheus: PrometheusServer;
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  if (!(await pollUntil(() => check().catch(() => false), timeoutMs))) {
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  }
+}
+
+const hasPrometheus = await promisify(execFile)('prometheus', ['--version']).then(
+  () => true,
+  () => false,
+);
+if (!hasPrometheus) {
+  process.stderr.write(
+    'prometheus-scrape.test.ts: SKIPPED, prometheus is not installed (apt-get install prometheus)\n',
+  );
+}
+
+describe.skipIf(!hasPrometheus)('Prometheus beside the local stack (make up)', () => {
+  let stack: LocalStack;
+  let statusOutput = '';
+  let prometheusUrl = '';
   let loading = true;
   let load: Promise<void> = Promise.resolve();
   let sent = 0;
 
-  const targetOf = (backend: BackendProcess) => ({
-    targets: [`127.0.0.1:${backend.port}`],
-    labels: { instance: backend.instanceId },
-  });
-
-  async function activeTargets(): Promise<string[]> {
-    const answer = await prometheus.api<{
-      activeTargets: { labels: { job: string; instance: string }; health: string }[];
-    }>('/api/v1/targets', { state: 'active' });
-    return answer.data.activeTargets
-      .filter((target) => target.labels.job === 'focus-backend' && target.health === 'up')
-      .map((target) => target.labels.instance)
-      .sort();
+  async function api<T>(path: string, params: Record<string, string> = {}): Promise<ApiAnswer<T>> {
+    const response = await fetch(`${prometheusUrl}${path}?${new URLSearchParams(params).toString()}`);
+    return (await response.json()) as ApiAnswer<T>;
   }
 
   async function instant(query: string): Promise<Series[]> {
-    const answer = await prometheus.api<{ result: Series[] }>('/api/v1/query', { query });
+    const answer = await api<{ result: Series[] }>('/api/v1/query', { query });
     if (answer.status !== 'success') {
       throw new Error(`${query}: ${answer.error}`);
     }
     return answer.data.result;
   }
 
+  async function upTargets(job: string): Promise<string[]> {
+    const answer = await api<{ activeTargets: { labels: { job: string; instance: string }; health: string }[] }>(
+      '/api/v1/targets',
+      { state: 'active' },
+    );
+    return answer.data.activeTargets
+      .filter((target) => target.labels.job === job && target.health === 'up')
+      .map((target) => target.labels.instance)
+      .sort();
+  }
+
   async function drive() {
     while (loading) {
       const caller = CALLERS[sent % CALLERS.length] as string;
-      const backend = backends[sent % backends.length] as BackendProcess;
       const body = sent % 10 === 9 ? { message: '' } : { message: QUESTIONS[sent % QUESTIONS.length] };
       sent += 1;
-      await httpFrom(`${backend.url}/api/chat`, { localAddress: caller, body }).catch(() => undefined);
+      await httpFrom(`${stack.publicUrl}/api/chat`, { localAddress: caller, body }).catch(() => undefined);
       await new Promise((resolve) => setTimeout(resolve, 15));
     }
   }
 
   beforeAll(async () => {
-    backends = await Promise.all(
-      [1, 2].map((index) =>
-        startBackendProcess({ REDIS_PREFIX: prefix, INSTANCE_ID: `obs-e2e-${index}`, LOG_LEVEL: 'warn' }),
-      ),
-    );
-    prometheus = await startPrometheus({ backends: [targetOf(backends[0] as BackendProcess)] });
+    stack = await startLocalStack(3, { PROMETHEUS_ENABLED: 'true' });
+    statusOutput = (await stack.make('status')).output;
+    prometheusUrl = stack.state().prometheus?.url ?? '';
     load = drive();
   });
 
   afterAll(async () => {
     loading = false;
     await load;
-    await prometheus?.close();
-    await Promise.all(backends.map((backend) => backend.kill()));
-    const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-    for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 500 }) as AsyncIterable<string[]>) {
-      if (keys.length > 0) {
-        await redis.del(...keys);
-      }
-    }
-    await redis.quit();
+    await stack?.make('down');
   });
 
-  it('follows the file_sd targets: an added instance is scraped within seconds', async () => {
-    await waitFor(async () => (await activeTargets()).length === 1, 20_000, 'the first backend to be scraped');
-    await prometheus.writeTargets('backends', backends.map(targetOf));
-    await waitFor(
-      async () => (await activeTargets()).join() === 'obs-e2e-1,obs-e2e-2',
-      20_000,
-      'the added backend to be scraped',
+  it('starts Prometheus, and make status says where', () => {
+    expect(prometheusUrl).toBe(`http://127.0.0.1:${stack.env.PROMETHEUS_PORT}`);
+    expect(statusOutput).toContain(prometheusUrl);
+  });
+
+  it('scrapes every instance the runner wrote into targets/backends.json, and Caddy', async () => {
+    await waitUntil(
+      async () => (await upTargets('focus-backend')).join() === 'backend-1,backend-2,backend-3',
+      30_000,
+      'three backends scraped',
     );
+    await waitUntil(async () => (await upTargets('caddy')).join() === 'caddy', 30_000, 'caddy scraped');
   });
 
-  it('sees the cluster-wide active users, the same on every instance', async () => {
-    await waitFor(
+  it('sees the cluster-wide active users, the same on every instance and as /dashboard says', async () => {
+    // Our 20 callers, plus whoever else spoke through Caddy (the runner's own readiness probe).
+    let seen = '';
+    await waitUntil(
       async () => {
         const [max] = await instant('max(focus_active_users)');
         const [min] = await instant('min(focus_active_users)');
-        return max?.value?.[1] === String(CALLERS.length) && min?.value?.[1] === String(CALLERS.length);
+        const instance = stack.state().instances[0];
+        const page = await httpFrom(`http://127.0.0.1:${instance?.port}/dashboard`);
+        const activeUsers = String(page.json<{ activeUsers: number }>().activeUsers);
+        seen = `max ${max?.value?.[1]}, min ${min?.value?.[1]}, /dashboard ${activeUsers}`;
+        return (
+          Number(activeUsers) >= CALLERS.length && max?.value?.[1] === activeUsers && min?.value?.[1] === activeUsers
+        );
       },
-      30_000,
-      `focus_active_users to reach ${CALLERS.length} on both instances`,
-    );
+      40_000,
+      'focus_active_users to count every caller on every instance',
+    ).catch((error: Error) => {
+      throw new Error(`${error.message} (last seen: ${seen})`);
+    });
   });
 
   it('evaluates every dashboard expression, and the main panels show data', async () => {
-    const mustHave = new Set(MUST_HAVE_DATA);
-    const missing = new Set<string>();
-    await waitFor(
+    const empty = new Set<string>();
+    const failures: string[] = [];
+    await waitUntil(
       async () => {
-        missing.clear();
+        empty.clear();
+        failures.length = 0;
         const end = Date.now() / 1000;
         for (const panel of panels) {
           let hasData = false;
           for (const target of panel.targets ?? []) {
-            const answer = await prometheus.api<{ result: Series[] }>('/api/v1/query_range', {
+            const answer = await api<{ result: Series[] }>('/api/v1/query_range', {
               query: toPromQL(target.expr),
               start: String(end - 120),
               end: String(end),
               step: '5',
             });
-            expect(answer.status, `${panel.title} ${target.refId}: ${answer.error}`).toBe('success');
+            if (answer.status !== 'success') {
+              failures.push(`${panel.title} ${target.refId}: ${answer.error}`);
+              continue;
+            }
             hasData ||= answer.data.result.some((series) => (series.values ?? []).some(([, value]) => value !== 'NaN'));
           }
-          if (mustHave.has(panel.title) && !hasData) {
-            missing.add(panel.title);
+          if (MUST_HAVE_DATA.includes(panel.title) && !hasData) {
+            empty.add(panel.title);
           }
         }
-        return missing.size === 0;
+        return failures.length === 0 && empty.size === 0;
       },
       60_000,
       'data in the main panels',
     ).catch((error: Error) => {
-      throw new Error(`${error.message}; still empty: ${[...missing].join(', ')}`);
+      throw new Error(`${error.message}; failed: ${failures.join('; ')}; still empty: ${[...empty].join(', ')}`);
     });
     expect(panels.map((panel) => panel.title)).toEqual(expect.arrayContaining(MUST_HAVE_DATA));
   });
@@ -186,28 +215,28 @@ describe.skipIf(!(await hasPrometheus()))('Prometheus scraping a local stack', (
     for (const rule of rules) {
       await expect(instant(rule.expr), rule.alert).resolves.toBeInstanceOf(Array);
     }
-    let loaded: RuleGroup['rules'] = [];
-    await waitFor(
+    let loaded: LoadedRule[] = [];
+    await waitUntil(
       async () => {
-        const answer = await prometheus.api<{ groups: RuleGroup[] }>('/api/v1/rules');
+        const answer = await api<{ groups: { rules: LoadedRule[] }[] }>('/api/v1/rules');
         loaded = answer.data.groups.flatMap((group) => group.rules);
         return loaded.length === rules.length && loaded.every((rule) => rule.health !== 'unknown');
       },
       30_000,
       'every rule to be evaluated',
     );
-    for (const rule of loaded) {
-      expect({ rule: rule.name, health: rule.health, error: rule.lastError ?? '' }).toEqual({
-        rule: rule.name,
-        health: 'ok',
-        error: '',
-      });
-    }
+    expect(loaded.map((rule) => ({ rule: rule.name, health: rule.health, error: rule.lastError ?? '' }))).toEqual(
+      rules.map((rule) => ({ rule: rule.alert, health: 'ok', error: '' })),
+    );
   });
 
-  it('drops a removed instance from the scrape', async () => {
-    await prometheus.writeTargets('backends', [targetOf(backends[0] as BackendProcess)]);
-    await waitFor(async () => (await activeTargets()).join() === 'obs-e2e-1', 20_000, 'the removed backend to go');
+  it('follows make scale: a new instance is scraped within seconds', async () => {
+    await stack.make('scale', 'N=4');
+    await waitUntil(
+      async () => (await upTargets('focus-backend')).length === 4,
+      30_000,
+      'the fourth backend to be scraped',
+    );
     expect(sent).toBeGreaterThan(100);
   });
 });
