@@ -137,7 +137,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       });
     }
     await queue.close();
-    await upstream.close();
+    upstream.close();
     await clusterStats.flush();
     await redis.quit().catch(() => redis.disconnect());
     await simulator?.close();

@@ -28,7 +28,7 @@ export interface Upstream {
   coalescer: RequestCoalescer;
   /** Circuit state per provider, for /readyz. */
   readinessDetail(): Record<string, unknown>;
-  close(): Promise<void>;
+  close(): void;
 }
 
 /** Builds the upstream side of one process: providers, their quotas and breakers, the gateway, the coalescer. */
@@ -134,9 +134,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     gateway,
     coalescer,
     readinessDetail: () => gateway.status(),
-    async close() {
+    close() {
       coalescer.close();
-      await subscriber.quit().catch(() => subscriber.disconnect());
+      // Nothing to flush on a subscriber, and QUIT would wait for ever while Redis is down.
+      subscriber.disconnect();
     },
   };
 }
