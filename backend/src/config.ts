@@ -37,6 +37,14 @@ const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: integer(3000, 0, 65535),
+  /** Listen on this inherited file descriptor instead of HOST:PORT (socket handed over by the local runner). */
+  LISTEN_FD: z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'expected a whole number')
+    .transform(Number)
+    .pipe(z.number().min(3).max(65_535))
+    .optional(),
   INSTANCE_ID: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TRUSTED_PROXIES: z

@@ -154,7 +154,12 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     async listen() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.PORT, config.HOST, () => resolve());
+        // An inherited listening socket (LISTEN_FD) outlives this process: the local
+        // runner keeps it, so after a crash connections queue for the replacement
+        // instead of being refused.
+        const address =
+          config.LISTEN_FD === undefined ? { port: config.PORT, host: config.HOST } : { fd: config.LISTEN_FD };
+        server.listen(address, () => resolve());
       });
       const { port } = server.address() as AddressInfo;
       logger.info({ port, host: config.HOST }, 'listening');

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { httpOk } from './ports.js';
 import type { InstanceState, RunPaths } from './run-state.js';
 import { type StackSettings, slotPort } from './settings.js';
+import { bindSlotSocket, type SlotSocket } from './slot-socket.js';
 import { type SupervisedProcess, superviseProcess } from './supervised-process.js';
 
 /**
@@ -9,7 +10,9 @@ import { type SupervisedProcess, superviseProcess } from './supervised-process.j
  * one of the fixed upstreams Caddy health-checks, so scaling is starting and
  * stopping processes, never reconfiguring Caddy. Scaling down removes the
  * highest slots: each gets SIGTERM, reports not-ready (Caddy stops sending
- * within a health interval), finishes what it holds and exits.
+ * within a health interval), finishes what it holds and exits. Each slot's
+ * listening socket belongs to the pool while the slot is in use (slot-socket.ts),
+ * so a crashed instance's port queues connections for its replacement.
  */
 export interface InstancePoolOptions {
   settings: StackSettings;
@@ -32,6 +35,7 @@ interface Slot {
   readonly index: number;
   readonly id: string;
   readonly port: number;
+  readonly socket: SlotSocket;
   readonly process: SupervisedProcess;
   /** The pid whose /readyz last answered 200: a respawned process must prove itself again. */
   readyPid: number | null;
@@ -56,25 +60,29 @@ export function createInstancePool(options: InstancePoolOptions): InstancePool {
   function start(index: number) {
     const id = instanceId(index);
     const port = slotPort(settings, index);
+    const socket = bindSlotSocket(port);
     const supervised = superviseProcess({
       name: id,
       command: process.execPath,
       args: ['--import', 'tsx', 'backend/src/main.ts'],
       cwd: settings.repoRoot,
-      env: { ...options.env, HOST: '127.0.0.1', PORT: String(port), INSTANCE_ID: id },
+      env: { ...options.env, HOST: '127.0.0.1', PORT: String(port), INSTANCE_ID: id, LISTEN_FD: '3' },
       logFile: paths.log(id),
+      inheritFds: [socket.fd],
       logger,
       restart: true,
       // The instance bounds its own graceful shutdown; this only catches a hung one.
       stopTimeoutMs: shutdownTimeoutMs + 5000,
       onChange: options.onChange,
     });
-    slots.set(index, { index, id, port, process: supervised, readyPid: null, draining: false });
+    slots.set(index, { index, id, port, socket, process: supervised, readyPid: null, draining: false });
   }
 
   function drain(slot: Slot) {
     slot.draining = true;
     logger.info({ instance: slot.id }, 'scaling in: draining');
+    // Ours first: the socket then closes when the instance stops listening after its drain.
+    slot.socket.close();
     void slot.process.stop().then(() => {
       slots.delete(slot.index);
       reconcile();
@@ -163,7 +171,12 @@ export function createInstancePool(options: InstancePoolOptions): InstancePool {
     async stop() {
       stopping = true;
       clearInterval(poller);
-      await Promise.all([...slots.values()].map((slot) => slot.process.stop()));
+      await Promise.all(
+        [...slots.values()].map((slot) => {
+          slot.socket.close();
+          return slot.process.stop();
+        }),
+      );
       slots.clear();
       options.onChange();
     },

@@ -15,6 +15,8 @@ export interface SupervisedProcessOptions {
   env: NodeJS.ProcessEnv;
   cwd: string;
   logFile: string;
+  /** Open descriptors handed to the child as fd 3, 4…; they stay open in the supervisor. */
+  inheritFds?: readonly number[];
   logger: Logger;
   restart: boolean;
   /** After SIGTERM, how long to wait before SIGKILL. */
@@ -55,7 +57,7 @@ export function superviseProcess(options: SupervisedProcessOptions): SupervisedP
     const spawned = spawn(options.command, options.args, {
       cwd: options.cwd,
       env: options.env,
-      stdio: ['ignore', logFd, logFd],
+      stdio: ['ignore', logFd, logFd, ...(options.inheritFds ?? [])],
     });
     closeSync(logFd);
     child = spawned;

@@ -7,6 +7,7 @@ export interface LoadRecord {
   /** 0 when no HTTP answer came (connection reset, socket hang up…). */
   status: number;
   instance: string | undefined;
+  /** The error code of a non-200 answer, or the client-side error. */
   error: string | undefined;
 }
 
@@ -24,6 +25,14 @@ export interface SteadyLoadOptions {
   message: (n: number) => string;
 }
 
+function errorCode(text: string): string {
+  try {
+    return (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? text.slice(0, 100);
+  } catch {
+    return text.slice(0, 100);
+  }
+}
+
 function postOnce(url: string, body: string, agent: Agent): Promise<Omit<LoadRecord, 'startedAt' | 'endedAt'>> {
   return new Promise((resolve) => {
     const req = request(
@@ -34,12 +43,13 @@ function postOnce(url: string, body: string, agent: Agent): Promise<Omit<LoadRec
         headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
       },
       (res) => {
-        res.resume();
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('end', () =>
           resolve({
             status: res.statusCode ?? 0,
             instance: res.headers['x-instance-id'] as string | undefined,
-            error: undefined,
+            error: res.statusCode === 200 ? undefined : errorCode(Buffer.concat(chunks).toString('utf8')),
           }),
         );
         res.on('error', (error) => resolve({ status: 0, instance: undefined, error: error.message }));

@@ -1,0 +1,83 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil, sleep } from '../../../deploy/local/ports.js';
+import { isAlive } from '../../../deploy/local/run-state.js';
+import { type LocalStack, readLog, startLocalStack, waitForState } from '../helpers/local-stack.js';
+import { instancesOf, type LoadRecord, startSteadyLoad } from '../helpers/steady-load.js';
+
+/**
+ * `kill -9` of one instance while a steady load flows through Caddy. Requests
+ * in flight on it when it dies are lost: Caddy 2.6 cannot replay a request
+ * body it has already sent. Every request started once it is gone succeeds:
+ * the runner keeps the slot's listening socket, so Caddy's connections to the
+ * slot wait in the accept queue for the replacement (until Caddy's health
+ * check takes the slot out of rotation) instead of being refused, which Caddy
+ * 2.6 could not retry for a POST.
+ */
+
+let stack: LocalStack;
+
+beforeAll(async () => {
+  stack = await startLocalStack(3);
+});
+
+afterAll(async () => {
+  await stack?.make('down');
+});
+
+const summarise = (records: readonly LoadRecord[]) =>
+  records
+    .map((record) => `${record.status} ${record.error ?? ''} ${record.instance ?? 'caddy'} +${record.startedAt}`)
+    .join(', ');
+
+describe('kill -9 of one instance under steady load', () => {
+  it('loses at most the requests in flight on it; every later request succeeds; the runner replaces it', async () => {
+    // Distinct messages: every request goes to the simulator (40 ms), so some are in flight on the victim.
+    const load = startSteadyLoad({ url: stack.publicUrl, concurrency: 6, message: (n) => `failover ${n} ${randomUUID()}` });
+    await sleep(2000);
+
+    const victim = stack.state().instances.find((instance) => instance.id === 'backend-2');
+    expect(victim?.pid).toBeTypeOf('number');
+    const victimPid = victim?.pid as number;
+    const killedAt = Date.now();
+    process.kill(victimPid, 'SIGKILL');
+    // Gone: exited and reaped by the supervisor.
+    expect(await pollUntil(async () => !isAlive(victimPid), 5000, 5)).toBe(true);
+    const goneAt = Date.now();
+
+    const replaced = await waitForState(
+      stack,
+      (state) =>
+        state.instances.some(
+          (instance) =>
+            instance.id === 'backend-2' && instance.status === 'ready' && instance.pid !== victimPid && instance.restarts === 1,
+        ),
+      60_000,
+      'the runner to replace backend-2',
+    );
+    const replacedAt = Date.now();
+    // Caddy's next health check puts the new process in rotation.
+    await sleep(3000);
+    const records = await load.stop();
+
+    const afterGone = records.filter((record) => record.startedAt >= goneAt);
+    const failedAfterGone = afterGone.filter((record) => record.status !== 200);
+    const lost = records.filter((record) => record.status !== 200);
+    const inFlightAtKill = records.filter((record) => record.startedAt < killedAt && record.endedAt >= killedAt);
+    process.stdout.write(
+      `[failover] ${records.length} requests; ${inFlightAtKill.length} in flight at the kill, ${lost.length} lost (${summarise(lost)}); ` +
+        `${afterGone.length} started once it was gone (${goneAt - killedAt} ms after the kill), ${failedAfterGone.length} failed\n`,
+    );
+
+    expect(failedAfterGone, summarise(failedAfterGone)).toEqual([]);
+    expect(lost.every((record) => record.startedAt < goneAt)).toBe(true);
+    expect(lost.length).toBeLessThanOrEqual(inFlightAtKill.length);
+    expect(afterGone.length).toBeGreaterThan(50);
+
+    const newPid = replaced.instances.find((instance) => instance.id === 'backend-2')?.pid;
+    expect(newPid).not.toBe(victimPid);
+    expect(readLog(stack, 'supervisor')).toMatch(/"process":"backend-2".*died unexpectedly; respawning/);
+    const afterReplacement = records.filter((record) => record.startedAt >= replacedAt + 1500);
+    expect(instancesOf(afterReplacement)).toEqual(['backend-1', 'backend-2', 'backend-3']);
+  });
+});
