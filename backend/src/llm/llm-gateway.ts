@@ -32,9 +32,9 @@ export interface LlmGateway extends CompletionGateway {
 
 type FallbackReason = 'quota' | 'circuit_open' | 'error';
 
-type RouteOutcome =
-  | { ok: true; completion: Completion }
-  | { ok: false; reason: FallbackReason | 'rejected'; error: UpstreamError };
+type Failure = { ok: false; reason: FallbackReason | 'rejected'; error: UpstreamError };
+
+type RouteOutcome = { ok: true; completion: Completion } | Failure;
 
 /** No call is started with less time than this left in the retry budget. */
 const MIN_CALL_MS = 1000;
@@ -63,7 +63,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
     const labels = { provider: provider.name, model: provider.model };
     const estimate = estimateTokens(request.messages, request.maxTokens);
     const budgetEnd = Date.now() + retry.budgetMs;
-    const exhausted = (error: UpstreamError): RouteOutcome => ({
+    const exhausted = (error: UpstreamError): Failure => ({
       ok: false,
       reason: error.kind === 'rate_limited' ? 'quota' : 'error',
       error,
@@ -144,7 +144,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
     return (request.log ?? options.logger).child({ component: 'llm-gateway' });
   }
 
-  function circuitOpen(route: GatewayRoute): RouteOutcome {
+  function circuitOpen(route: GatewayRoute): Failure {
     const error = new UpstreamError(
       'unavailable',
       route.provider.name,
@@ -155,10 +155,9 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
     return { ok: false, reason: 'circuit_open', error };
   }
 
-  /** When both failed: quota trouble wins, with the soonest honest retry time. */
-  function finalError(outcomes: readonly RouteOutcome[]): UpstreamError {
-    const failures = outcomes.filter((outcome) => !outcome.ok);
-    const quota = failures.filter((outcome) => outcome.reason === 'quota');
+  /** The error of the last provider tried, except that quota trouble wins, with the soonest honest retry time. */
+  function finalError(last: Failure, earlier: readonly Failure[] = []): UpstreamError {
+    const quota = [...earlier, last].filter((failure) => failure.reason === 'quota');
     if (quota.length > 0) {
       const retryAfterMs = Math.min(...quota.map((outcome) => outcome.error.retryAfterMs ?? Number.POSITIVE_INFINITY));
       return new UpstreamError(
@@ -169,7 +168,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
         Number.isFinite(retryAfterMs) ? retryAfterMs : undefined,
       );
     }
-    return (failures.at(-1) as Extract<RouteOutcome, { ok: false }>).error;
+    return last.error;
   }
 
   return {
@@ -183,7 +182,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
         return first.completion;
       }
       if (!fallback || first.reason === 'rejected' || request.signal?.aborted) {
-        throw finalError([first]);
+        throw finalError(first);
       }
       metrics.fallbacks.inc({ reason: first.reason });
       logFor(request).warn(
@@ -194,7 +193,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
       if (second.ok) {
         return second.completion;
       }
-      throw finalError([first, second]);
+      throw finalError(second, [first]);
     },
 
     status() {

@@ -84,7 +84,7 @@ export function createMetrics() {
     // Upstream resilience (llm/): quota governor, retries, fallback, circuit breaker, coalescing.
     quotaWaits: new Counter({
       name: 'focus_quota_waits_total',
-      help: 'Upstream calls that had to wait for quota, by provider.',
+      help: 'Requests that waited for upstream quota (whether room came or not), by provider.',
       labelNames: ['provider'] as const,
       registers: [registry],
     }),
