@@ -66,12 +66,9 @@ export const serviceUnavailable = (message: string, retryAfterSeconds = 5) =>
   new AppError(503, 'service_unavailable', message, { 'Retry-After': String(retryAfterSeconds) });
 
 export const queueFull = (retryAfterSeconds: number) =>
-  new AppError(
-    503,
-    'queue_full',
-    `Too many messages are waiting right now. Try again in ${retryAfterSeconds} s.`,
-    { 'Retry-After': String(retryAfterSeconds) },
-  );
+  new AppError(503, 'queue_full', `Too many messages are waiting right now. Try again in ${retryAfterSeconds} s.`, {
+    'Retry-After': String(retryAfterSeconds),
+  });
 
 export const idempotencyKeyReused = () =>
   new AppError(

@@ -63,7 +63,7 @@ export interface ChatQueueOptions {
 }
 
 /** A record lives this long while its job waits; once finished, QUEUE_RESULT_TTL_SECONDS. */
-export const PENDING_TTL_SECONDS = 86_400;
+const PENDING_TTL_SECONDS = 86_400;
 const RETRY_AFTER_MAX_SECONDS = 60;
 
 function progressOf(record: JobRecord): JobProgress {
