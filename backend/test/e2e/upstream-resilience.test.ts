@@ -88,10 +88,15 @@ describe('upstream resilience (3 instances, 1 Redis, primary 30 RPM / 6,000 TPM 
 
     const tokensUsed = stats.calls.filter((call) => call.status === 200).reduce((sum, call) => sum + call.tokens, 0);
     const slowestMs = Math.max(...responses.map((response) => response.elapsedMs));
+    const quotaWaits = logs
+      .split('\n')
+      .filter((line) => line.includes('waited for upstream quota'))
+      .map((line) => (JSON.parse(line) as { waitedMs: number }).waitedMs);
     process.stdout.write(
       `[measure] burst: primary served ${served}/30 requests (${Math.round((served / 30) * 100)}% of the minute's ` +
         `request quota), ${tokensUsed}/6000 tokens (${Math.round((tokensUsed / 6000) * 100)}%); fallback ` +
-        `${120 - served}; slowest answer ${Math.round(slowestMs)} ms; burst wall time ${Math.round(wallMs)} ms\n`,
+        `${120 - served}; ${quotaWaits.length} requests waited for quota, the longest ${Math.max(0, ...quotaWaits)} ms; ` +
+        `slowest answer ${Math.round(slowestMs)} ms; burst wall time ${Math.round(wallMs)} ms\n`,
     );
   });
 
