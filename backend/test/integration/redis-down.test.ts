@@ -125,7 +125,9 @@ describe('Redis down from the start', () => {
   beforeAll(async () => {
     simulator = await startGroqSimulator({ latencyMs: 1 });
     // Nothing listens there: the instance must still start (after a bounded wait) and serve.
+    // ROLE=api: this case is about the request path; the worker without Redis is the queue tests' concern.
     backend = await startTestBackend({
+      ROLE: 'api',
       REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
       GROQ_BASE_URL: simulator.url,
       GROQ_API_KEY: 'test-key',
