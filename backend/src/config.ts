@@ -122,6 +122,9 @@ const configSchema = z.object({
 
 type RawConfig = z.infer<typeof configSchema>;
 
+/** Every variable a backend reads (deploy files check that they pass each one on). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(configSchema.shape);
+
 export interface Config extends Omit<RawConfig, 'INSTANCE_ID' | 'GROQ_BASE_URL' | 'GROQ_API_KEY'> {
   readonly INSTANCE_ID: string;
   readonly GROQ_API_KEY: string | undefined;
