@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
 import { loadConfig } from '../../src/config.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { createLogger } from '../../src/telemetry/logger.js';
@@ -64,5 +65,18 @@ export async function deletePrefix(target: Pick<Runtime, 'redis'>, prefix: strin
     if (keys.length > 0) {
       await target.redis.del(...keys);
     }
+  }
+}
+
+/**
+ * Deletes a prefix on the shared Redis through a client of its own. Call it after
+ * the backends are closed: they flush buffered writes (cluster stats) as they stop.
+ */
+export async function deleteTestPrefix(prefix: string, redisUrl = 'redis://127.0.0.1:6379'): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    await deletePrefix({ redis }, prefix);
+  } finally {
+    await redis.quit();
   }
 }

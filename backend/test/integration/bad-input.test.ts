@@ -2,7 +2,7 @@ import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
 import { type ErrorBody, request, type TestResponse } from '../helpers/http-client.js';
-import { deletePrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
+import { deleteTestPrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
 
 const MAX_MESSAGE_CHARS = 50;
 const MAX_HISTORY_MESSAGES = 2;
@@ -182,8 +182,8 @@ describe('bad input', () => {
   });
 
   afterAll(async () => {
-    await deletePrefix(backend.runtime, prefix);
     await backend.close();
+    await deleteTestPrefix(prefix);
     await simulator.close();
   });
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
 import { postChat, request, type TestResponse } from '../helpers/http-client.js';
-import { deletePrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
+import { deleteTestPrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
 
 const API_KEY = 'gsk_log_test_secret_4f1d9c';
 const MESSAGE = 'Secretly I have not opened my thesis in three weeks';
@@ -52,8 +52,8 @@ describe('logs', () => {
   });
 
   afterAll(async () => {
-    await deletePrefix(backend.runtime, prefix);
     await backend.close();
+    await deleteTestPrefix(prefix);
     await simulator.close();
   });
 

@@ -1,8 +1,7 @@
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type BackendProcess, startBackendProcess } from '../helpers/backend-process.js';
 import { type ChatBody, postChat } from '../helpers/http-client.js';
-import { deletePrefix, testPrefix } from '../helpers/test-backend.js';
+import { deleteTestPrefix, testPrefix } from '../helpers/test-backend.js';
 
 /**
  * The `npm start` path: backend/src/main.ts as a real process, with no Groq
@@ -14,9 +13,7 @@ describe('npm start', () => {
 
   afterAll(async () => {
     await backend?.kill();
-    const redis = new Redis();
-    await deletePrefix({ redis }, prefix);
-    await redis.quit();
+    await deleteTestPrefix(prefix);
   });
 
   it('runs on the bundled simulator without GROQ_API_KEY, says so, and answers', async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
 import { postChat, request } from '../helpers/http-client.js';
-import { deletePrefix, startTestBackend, type TestBackend } from '../helpers/test-backend.js';
+import { deleteTestPrefix, startTestBackend, type TestBackend } from '../helpers/test-backend.js';
 
 describe('graceful shutdown', () => {
   let simulator: GroqSimulator;
@@ -18,6 +18,7 @@ describe('graceful shutdown', () => {
 
   afterAll(async () => {
     await simulator.close();
+    await deleteTestPrefix(backend.prefix);
   });
 
   it('reports not-ready while draining, finishes in-flight requests, then stops', async () => {
@@ -25,7 +26,6 @@ describe('graceful shutdown', () => {
     expect((await request(`${backend.url}/healthz`)).status).toBe(200);
     const inFlight = postChat(backend.url, { message: 'Finish me please' });
     await new Promise((resolve) => setTimeout(resolve, 100));
-    await deletePrefix(backend.runtime, backend.prefix);
     const started = Date.now();
     const stopped = backend.close();
 

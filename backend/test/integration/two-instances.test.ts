@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
 import { type ChatBody, type ErrorBody, postChat } from '../helpers/http-client.js';
-import { deletePrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
+import { deleteTestPrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
 
 /**
  * Two instances on one Redis prefix, against the simulator through the real
@@ -28,8 +28,8 @@ describe('two instances sharing one Redis', () => {
   });
 
   afterAll(async () => {
-    await deletePrefix(a.runtime, prefix);
     await Promise.all([a.close(), b.close()]);
+    await deleteTestPrefix(prefix);
     await simulator.close();
   });
 
@@ -118,8 +118,8 @@ describe('a proxy that is not trusted', () => {
   });
 
   afterAll(async () => {
-    await deletePrefix(backend.runtime, prefix);
     await backend.close();
+    await deleteTestPrefix(prefix);
     await simulator.close();
   });
 

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
 import { freePort } from '../helpers/backend-process.js';
 import { type ChatBody, type ErrorBody, postChat, request } from '../helpers/http-client.js';
-import { deletePrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
+import { deleteTestPrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
 
 const GROQ_TIMEOUT_MS = 600;
 const INSTANCE_ID = 'upstream-failures';
@@ -29,8 +29,8 @@ describe('Groq failing', () => {
   afterEach(() => simulator.reset());
 
   afterAll(async () => {
-    await deletePrefix(backend.runtime, prefix);
     await backend.close();
+    await deleteTestPrefix(prefix);
     await simulator.close();
   });
 
@@ -94,8 +94,8 @@ describe('Groq unreachable', () => {
   });
 
   afterAll(async () => {
-    await deletePrefix(backend.runtime, backend.prefix);
     await backend.close();
+    await deleteTestPrefix(backend.prefix);
   });
 
   it('answers 503 upstream_unavailable with Retry-After', async () => {
@@ -121,8 +121,8 @@ describe('request and instance ids', () => {
   });
 
   afterAll(async () => {
-    await deletePrefix(backend.runtime, backend.prefix);
     await backend.close();
+    await deleteTestPrefix(backend.prefix);
     await simulator.close();
   });
 
