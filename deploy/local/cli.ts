@@ -28,6 +28,14 @@ const CADDY_HEALTH_INTERVAL_MS = 1000;
 
 const write = (line = '') => process.stdout.write(`${line}\n`);
 
+/** A path as the user would type it: relative when under the current directory. */
+function shown(path: string): string {
+  const relativePath = relative(process.cwd(), path);
+  return relativePath === '' ? '.' : relativePath.startsWith('..') ? path : relativePath;
+}
+
+const instancesWord = (count: number) => `${count} instance${count === 1 ? '' : 's'}`;
+
 class UsageError extends Error {}
 
 function parseCount(raw: string | undefined, settings: StackSettings, fallback?: number): number {
@@ -106,14 +114,16 @@ function printStatus(state: RunState, settings: StackSettings): void {
     `  simulator   ${state.simulator ? `${state.simulator.url}   pid ${state.simulator.pid ?? '-'}` : '- (GROQ_API_KEY or GROQ_BASE_URL set)'}`,
   );
   write(`  prometheus  ${state.prometheus ? `${state.prometheus.url}   pid ${state.prometheus.pid ?? '-'}` : '-'}`);
-  write(`  logs        ${relative(process.cwd(), runPaths(settings.runDir).logs) || '.'}/`);
+  write(`  logs        ${shown(runPaths(settings.runDir).logs)}/`);
 }
 
 async function up(settings: StackSettings, paths: RunPaths, rawCount: string | undefined): Promise<void> {
   const count = parseCount(rawCount, settings, DEFAULT_INSTANCES);
   const existing = readRunState(paths);
   if (existing && isAlive(existing.supervisorPid)) {
-    write(`Already running in ${paths.dir} (${existing.instances.length} instances). Use make scale N=… or make down.`);
+    write(
+      `Already running in ${shown(paths.dir)} (${instancesWord(existing.instances.length)}). Use make scale N=… or make down.`,
+    );
     return;
   }
   if (existing) {
@@ -156,9 +166,7 @@ async function up(settings: StackSettings, paths: RunPaths, rawCount: string | u
   );
   closeSync(logFd);
   supervisor.unref();
-  write(
-    `Starting ${count} instances behind Caddy (run directory ${relative(process.cwd(), paths.dir) || '.'}, logs in logs/)…`,
-  );
+  write(`Starting ${instancesWord(count)} behind Caddy (run directory ${shown(paths.dir)})…`);
   if (needsSimulator(process.env)) {
     write('GROQ_API_KEY is not set: the instances answer from the bundled Groq simulator.');
   }
@@ -199,7 +207,7 @@ async function scale(settings: StackSettings, paths: RunPaths, rawCount: string 
   }
   writeDesiredInstances(paths, count);
   process.kill(state.supervisorPid, 'SIGHUP');
-  write(`Scaling from ${state.instances.length} to ${count} instances…`);
+  write(`Scaling from ${state.instances.length} to ${instancesWord(count)}…`);
   let latest: RunState | undefined;
   const settled = await pollUntil(async () => {
     latest = readRunState(paths);

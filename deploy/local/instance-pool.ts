@@ -42,7 +42,7 @@ interface Slot {
   draining: boolean;
 }
 
-const READINESS_POLL_MS = 500;
+const READINESS_POLL_MS = 1000;
 const READINESS_TIMEOUT_MS = 1000;
 
 export function instanceId(slotIndex: number): string {

@@ -28,6 +28,7 @@ const PACKAGES: Record<string, string> = { caddy: 'caddy', 'redis-server': 'redi
 export function ensureCommands(
   commands: readonly string[],
   write: (line: string) => void,
+  asRoot = process.getuid?.() === 0,
 ): { ok: true } | { ok: false; instructions: string } {
   const missing = commands.filter((command) => !hasCommand(command));
   if (missing.length === 0) {
@@ -35,7 +36,7 @@ export function ensureCommands(
   }
   const packages = missing.map((command) => PACKAGES[command] ?? command);
   const install = `apt-get install -y --no-install-recommends ${packages.join(' ')}`;
-  if (process.getuid?.() === 0 && hasCommand('apt-get')) {
+  if (asRoot && hasCommand('apt-get')) {
     write(`Installing ${packages.join(', ')} with apt-get…`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
