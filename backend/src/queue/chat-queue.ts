@@ -96,6 +96,8 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
       removeOnFail: { age: options.resultTtlSeconds },
     },
   });
+  // Without a listener BullMQ prints every reconnect failure to stderr; the tracker logs an outage once.
+  queue.on('error', (error) => tracker.failed(error));
 
   /** Redis trouble on the request path: a 503 with Retry-After, logged once per outage. */
   async function guarded<T>(step: () => Promise<T>): Promise<T> {

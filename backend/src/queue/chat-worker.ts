@@ -41,6 +41,22 @@ export interface ChatWorker {
 /** Recovered once after its worker died; a job whose second worker dies too (a poison job?) fails. */
 const MAX_STALLED_COUNT = 1;
 const SHUTDOWN_REASON = 'instance shutting down';
+const HAND_BACK_TIMEOUT_MS = 2000;
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    promise.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}
 
 export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
   const { chat, ledger, metrics, backoffMs, resultTtlSeconds } = options;
@@ -157,18 +173,17 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
       closing = true;
       reconciler.stop();
       const closed = worker.close();
-      let timer: NodeJS.Timeout | undefined;
-      const finishedInTime = await Promise.race([
-        closed.then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), options.shutdownGraceMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (!finishedInTime) {
-        log.warn({ graceMs: options.shutdownGraceMs }, 'active jobs still running at shutdown; handing them back');
-        worker.cancelAllJobs(SHUTDOWN_REASON);
-        await closed;
+      if (await settlesWithin(closed, options.shutdownGraceMs)) {
+        return;
+      }
+      log.warn({ graceMs: options.shutdownGraceMs }, 'active jobs still running at shutdown; handing them back');
+      worker.cancelAllJobs(SHUTDOWN_REASON);
+      // With Redis unreachable BullMQ's close waits for a reconnect that may never come:
+      // give up after a bound and drop the connections; stall detection recovers the jobs.
+      if (!(await settlesWithin(closed, HAND_BACK_TIMEOUT_MS))) {
+        log.warn('queue worker could not close cleanly (Redis unreachable?); disconnecting');
+        options.connection.disconnect();
+        void worker.disconnect().catch(() => undefined);
       }
     },
   };

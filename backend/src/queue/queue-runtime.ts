@@ -85,7 +85,12 @@ export function startQueueRuntime(options: QueueRuntimeOptions): QueueRuntime {
     async close() {
       await worker?.close();
       await chatQueue.close();
-      await connection?.quit().catch(() => connection?.disconnect());
+      // QUIT would wait for a reconnect while Redis is down.
+      if (connection?.status === 'ready') {
+        await connection.quit().catch(() => connection?.disconnect());
+      } else {
+        connection?.disconnect();
+      }
     },
   };
 }

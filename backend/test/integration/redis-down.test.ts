@@ -124,10 +124,9 @@ describe('Redis down from the start', () => {
 
   beforeAll(async () => {
     simulator = await startGroqSimulator({ latencyMs: 1 });
-    // Nothing listens there: the instance must still start (after a bounded wait) and serve.
-    // ROLE=api: this case is about the request path; the worker without Redis is the queue tests' concern.
+    // Nothing listens there: the instance (API and queue worker) must still start, serve, and stop.
     backend = await startTestBackend({
-      ROLE: 'api',
+      QUEUE_SHUTDOWN_GRACE_MS: '200',
       REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
       GROQ_BASE_URL: simulator.url,
       GROQ_API_KEY: 'test-key',
@@ -135,7 +134,6 @@ describe('Redis down from the start', () => {
   });
 
   afterAll(async () => {
-    await backend.close();
     await simulator.close();
   });
 
@@ -145,5 +143,12 @@ describe('Redis down from the start', () => {
     const response = await postChat(backend.url, { message: 'Is anyone there?' });
     expect(response.status).toBe(200);
     expect((response.json as ChatBody).cached).toBe(false);
+  });
+
+  it('shuts down although its queue worker never reached Redis', async () => {
+    // BullMQ's own close waits for a reconnect; ours gives up after a bound and disconnects.
+    await backend.close();
+    expect(backend.runtime.lifecycle.draining).toBe(true);
+    expect(backend.runtime.server.listening).toBe(false);
   });
 });
