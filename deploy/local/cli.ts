@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync }
 import { join, relative } from 'node:path';
 import { freePort, isPortFree, pollUntil, sleep } from './ports.js';
 import { ensureCommands, hasCommand } from './prerequisites.js';
-import { endGroup } from './process-group.js';
+import { endStackProcesses, isStackProcess } from './process-group.js';
 import {
   isAlive,
   type RunPaths,
@@ -48,7 +48,7 @@ function parseCount(raw: string | undefined, settings: StackSettings, fallback?:
 
 function runningState(paths: RunPaths): RunState | undefined {
   const state = readRunState(paths);
-  return state && isAlive(state.supervisorPid) ? state : undefined;
+  return state && isStackProcess(state.supervisorPid, paths.dir) ? state : undefined;
 }
 
 function tail(file: string, lines: number): string {
@@ -120,7 +120,7 @@ function printStatus(state: RunState, settings: StackSettings): void {
 async function up(settings: StackSettings, paths: RunPaths, rawCount: string | undefined): Promise<void> {
   const count = parseCount(rawCount, settings, DEFAULT_INSTANCES);
   const existing = readRunState(paths);
-  if (existing && isAlive(existing.supervisorPid)) {
+  if (existing && isStackProcess(existing.supervisorPid, paths.dir)) {
     write(
       `Already running in ${shown(paths.dir)} (${instancesWord(existing.instances.length)}). Use make scale N=… or make down.`,
     );
@@ -128,7 +128,7 @@ async function up(settings: StackSettings, paths: RunPaths, rawCount: string | u
   }
   if (existing) {
     // A supervisor that died (killed, machine slept…) may have left children behind.
-    await endGroup(existing.supervisorPid, [], 10_000);
+    await endStackProcesses(existing.supervisorPid, paths.dir, [], 10_000);
     removeRunState(paths);
   }
 
@@ -231,15 +231,15 @@ async function down(paths: RunPaths): Promise<void> {
     write(`Nothing is running in ${paths.dir}.`);
     return;
   }
-  if (isAlive(state.supervisorPid)) {
+  if (isStackProcess(state.supervisorPid, paths.dir)) {
     write('Stopping: instances drain, then Caddy, the simulator and Redis (if started here) stop…');
     process.kill(state.supervisorPid, 'SIGTERM');
     await pollUntil(async () => !isAlive(state.supervisorPid), 60_000, 100);
   }
-  const known = [state.supervisorPid, state.caddy?.pid, state.redis.pid, state.simulator?.pid, state.prometheus?.pid]
+  const known = [state.caddy?.pid, state.redis.pid, state.simulator?.pid, state.prometheus?.pid]
     .concat(state.instances.map((instance) => instance.pid))
     .filter((pid): pid is number => typeof pid === 'number');
-  const leftovers = await endGroup(state.supervisorPid, known, 10_000);
+  const leftovers = await endStackProcesses(state.supervisorPid, paths.dir, known, 10_000);
   if (leftovers.length > 0) {
     write(`Ended ${leftovers.length} process(es) the supervisor left behind.`);
   }

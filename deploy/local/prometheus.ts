@@ -83,7 +83,8 @@ export async function startPrometheus(context: ServiceContext): Promise<UrlServi
       `--storage.tsdb.path=${join(paths.prometheus, 'data')}`,
       `--web.listen-address=${listen}`,
     ],
-    env: { PATH: process.env.PATH },
+    // RUN_DIR marks it as a process of this stack (see process-group.ts).
+    env: { PATH: process.env.PATH, RUN_DIR: paths.dir },
     cwd: paths.prometheus,
     logFile: paths.log('prometheus'),
     logger: context.logger,

@@ -72,7 +72,8 @@ export async function provideRedis(context: ServiceContext, env: NodeJS.ProcessE
     command: 'redis-server',
     // A cache and counters: nothing worth persisting across restarts of the stack.
     args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    env: { PATH: env.PATH },
+    // RUN_DIR marks it as a process of this stack (see process-group.ts).
+    env: { PATH: env.PATH, RUN_DIR: context.paths.dir },
     cwd: dir,
     logFile: context.paths.log('redis'),
     logger: context.logger,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pollUntil, sleep } from '../../../deploy/local/ports.js';
+import { isListening, pollUntil, sleep } from '../../../deploy/local/ports.js';
+import { isRunning, stackProcesses } from '../../../deploy/local/process-group.js';
 import { isAlive } from '../../../deploy/local/run-state.js';
 import { type LocalStack, readLog, startLocalStack, waitForState } from '../helpers/local-stack.js';
 import { instancesOf, type LoadRecord, startSteadyLoad } from '../helpers/steady-load.js';
@@ -33,7 +34,11 @@ const summarise = (records: readonly LoadRecord[]) =>
 describe('kill -9 of one instance under steady load', () => {
   it('loses at most the requests in flight on it; every later request succeeds; the runner replaces it', async () => {
     // Distinct messages: every request goes to the simulator (40 ms), so some are in flight on the victim.
-    const load = startSteadyLoad({ url: stack.publicUrl, concurrency: 6, message: (n) => `failover ${n} ${randomUUID()}` });
+    const load = startSteadyLoad({
+      url: stack.publicUrl,
+      concurrency: 6,
+      message: (n) => `failover ${n} ${randomUUID()}`,
+    });
     await sleep(2000);
 
     const victim = stack.state().instances.find((instance) => instance.id === 'backend-2');
@@ -50,7 +55,10 @@ describe('kill -9 of one instance under steady load', () => {
       (state) =>
         state.instances.some(
           (instance) =>
-            instance.id === 'backend-2' && instance.status === 'ready' && instance.pid !== victimPid && instance.restarts === 1,
+            instance.id === 'backend-2' &&
+            instance.status === 'ready' &&
+            instance.pid !== victimPid &&
+            instance.restarts === 1,
         ),
       60_000,
       'the runner to replace backend-2',
@@ -79,5 +87,29 @@ describe('kill -9 of one instance under steady load', () => {
     expect(readLog(stack, 'supervisor')).toMatch(/"process":"backend-2".*died unexpectedly; respawning/);
     const afterReplacement = records.filter((record) => record.startedAt >= replacedAt + 1500);
     expect(instancesOf(afterReplacement)).toEqual(['backend-1', 'backend-2', 'backend-3']);
+  });
+
+  it('make down also ends what a supervisor killed with -9 left behind', async () => {
+    const state = stack.state();
+    const children = stackProcesses(state.supervisorPid, stack.runDir)?.filter((pid) => pid !== state.supervisorPid);
+    expect(children?.length).toBeGreaterThanOrEqual(5);
+    process.kill(state.supervisorPid, 'SIGKILL');
+    expect(await pollUntil(async () => !isAlive(state.supervisorPid), 5000, 20)).toBe(true);
+    // The stack goes on serving without its supervisor…
+    const answer = await fetch(`${stack.publicUrl}/healthz`);
+    expect(answer.status).toBe(200);
+    expect((await stack.make('status')).output).toContain('Not running');
+
+    // …until make down ends every process of it, and nothing else.
+    const result = await stack.make('down');
+    expect(result.output).toMatch(/Ended \d+ process\(es\) the supervisor left behind/);
+    expect(children?.filter(isRunning)).toEqual([]);
+    const listening = [];
+    for (const port of stack.ports()) {
+      if (await isListening(port)) {
+        listening.push(port);
+      }
+    }
+    expect(listening).toEqual([]);
   });
 });

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isListening } from '../../../deploy/local/ports.js';
-import { groupMembers } from '../../../deploy/local/process-group.js';
-import { isAlive, type RunState } from '../../../deploy/local/run-state.js';
+import { isRunning, stackProcesses } from '../../../deploy/local/process-group.js';
+import type { RunState } from '../../../deploy/local/run-state.js';
 import { request } from '../helpers/http-client.js';
 import { type LocalStack, startLocalStack } from '../helpers/local-stack.js';
 
@@ -123,12 +123,14 @@ describe('make up N=3', () => {
       state.simulator?.pid,
       ...stack.state().instances.map((instance) => instance.pid),
     ].filter((pid): pid is number => typeof pid === 'number');
-    expect(pids.every(isAlive)).toBe(true);
+    expect(pids.every(isRunning)).toBe(true);
+    // What make down would end if the supervisor had died: exactly the stack's processes.
+    expect(stackProcesses(state.supervisorPid, stack.runDir)).toEqual(expect.arrayContaining(pids));
 
     const result = await stack.make('down');
     expect(result.output).toContain('Stopped.');
-    expect(pids.filter(isAlive)).toEqual([]);
-    expect(groupMembers(state.supervisorPid) ?? []).toEqual([]);
+    expect(pids.filter(isRunning)).toEqual([]);
+    expect(stackProcesses(state.supervisorPid, stack.runDir) ?? []).toEqual([]);
     const listening = [];
     for (const port of [...stack.ports(), ...(state.simulator ? [Number(new URL(state.simulator.url).port)] : [])]) {
       if (await isListening(port)) {
