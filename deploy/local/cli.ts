@@ -3,9 +3,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync }
 import { join, relative } from 'node:path';
 import { freePort, isPortFree, pollUntil, sleep } from './ports.js';
 import { ensureCommands, hasCommand } from './prerequisites.js';
-import { endStackProcesses, isStackProcess } from './process-group.js';
+import { endStackProcesses, isRunning, isStackProcess } from './process-group.js';
 import {
-  isAlive,
   type RunPaths,
   type RunState,
   readRunState,
@@ -177,7 +176,7 @@ async function up(settings: StackSettings, paths: RunPaths, rawCount: string | u
     if (state?.phase === 'failed' || (state === undefined && supervisor.exitCode !== null)) {
       return true;
     }
-    if (state && !isAlive(state.supervisorPid)) {
+    if (state && !isRunning(state.supervisorPid)) {
       return true;
     }
     return state?.phase === 'running';
@@ -234,7 +233,7 @@ async function down(paths: RunPaths): Promise<void> {
   if (isStackProcess(state.supervisorPid, paths.dir)) {
     write('Stopping: instances drain, then Caddy, the simulator and Redis (if started here) stop…');
     process.kill(state.supervisorPid, 'SIGTERM');
-    await pollUntil(async () => !isAlive(state.supervisorPid), 60_000, 100);
+    await pollUntil(async () => !isRunning(state.supervisorPid), 60_000, 100);
   }
   const known = [state.caddy?.pid, state.redis.pid, state.simulator?.pid, state.prometheus?.pid]
     .concat(state.instances.map((instance) => instance.pid))
