@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { freePort, isPortFree, pollUntil, sleep } from './ports.js';
 import { ensureCommands, hasCommand } from './prerequisites.js';
 import { endStackProcesses, isRunning, isStackProcess } from './process-group.js';
@@ -14,6 +14,7 @@ import {
 } from './run-state.js';
 import { DEFAULT_REDIS_URL, needsSimulator, redisReachable } from './services.js';
 import { DEFAULT_INSTANCES, loadStackSettings, type StackSettings, slotPort } from './settings.js';
+import { formatStatus, instancesWord, shown } from './status-text.js';
 
 /**
  * `make up|scale|down|status|logs` for the local stack:
@@ -26,14 +27,6 @@ const STARTUP_TIMEOUT_MS = 180_000;
 const CADDY_HEALTH_INTERVAL_MS = 1000;
 
 const write = (line = '') => process.stdout.write(`${line}\n`);
-
-/** A path as the user would type it: relative when under the current directory. */
-function shown(path: string): string {
-  const relativePath = relative(process.cwd(), path);
-  return relativePath === '' ? '.' : relativePath.startsWith('..') ? path : relativePath;
-}
-
-const instancesWord = (count: number) => `${count} instance${count === 1 ? '' : 's'}`;
 
 class UsageError extends Error {}
 
@@ -92,28 +85,6 @@ async function chatAnswers(publicUrl: string): Promise<boolean> {
   });
   await response.body?.cancel();
   return response.status === 200;
-}
-
-function printStatus(state: RunState, settings: StackSettings): void {
-  const ready = state.instances.filter((instance) => instance.status === 'ready').length;
-  write(`Stack ${state.phase}: ${ready}/${state.desiredInstances} instances ready behind Caddy at ${state.publicUrl}`);
-  write();
-  write('  id          port   pid      status      restarts');
-  for (const instance of state.instances) {
-    write(
-      `  ${instance.id.padEnd(11)} ${String(instance.port).padEnd(6)} ${String(instance.pid ?? '-').padEnd(8)} ${instance.status.padEnd(11)} ${instance.restarts}`,
-    );
-  }
-  write();
-  write(`  caddy       admin ${state.caddy?.adminUrl ?? '-'}   pid ${state.caddy?.pid ?? '-'}`);
-  write(
-    `  redis       ${state.redis.url}${state.redis.managed ? `   pid ${state.redis.pid ?? '-'} (started by make up)` : ''}`,
-  );
-  write(
-    `  simulator   ${state.simulator ? `${state.simulator.url}   pid ${state.simulator.pid ?? '-'}` : '- (GROQ_API_KEY or GROQ_BASE_URL set)'}`,
-  );
-  write(`  prometheus  ${state.prometheus ? `${state.prometheus.url}   pid ${state.prometheus.pid ?? '-'}` : '-'}`);
-  write(`  logs        ${shown(runPaths(settings.runDir).logs)}/`);
 }
 
 async function up(settings: StackSettings, paths: RunPaths, rawCount: string | undefined): Promise<void> {
@@ -190,7 +161,7 @@ async function up(settings: StackSettings, paths: RunPaths, rawCount: string | u
   if (!(await pollUntil(() => chatAnswers(state?.publicUrl ?? ''), 60_000, 500))) {
     throw new UsageError(`Caddy does not answer chat requests at ${state.publicUrl}; see ${paths.logs}`);
   }
-  printStatus(state, settings);
+  write(formatStatus(state, runPaths(settings.runDir).logs));
   write();
   write(
     `Try it:  curl -s ${state.publicUrl}/api/chat -H 'content-type: application/json' -d '{"message":"I cannot start my essay"}'`,
@@ -221,7 +192,7 @@ async function scale(settings: StackSettings, paths: RunPaths, rawCount: string 
   }
   // New instances are in rotation once Caddy's next health check has seen them.
   await sleep(CADDY_HEALTH_INTERVAL_MS * 1.5);
-  printStatus(latest, settings);
+  write(formatStatus(latest, runPaths(settings.runDir).logs));
 }
 
 async function down(paths: RunPaths): Promise<void> {
@@ -278,7 +249,7 @@ async function main(argv: readonly string[]): Promise<void> {
     case 'status': {
       const state = runningState(paths);
       if (state) {
-        printStatus(state, settings);
+        write(formatStatus(state, runPaths(settings.runDir).logs));
       } else {
         write(`Not running (${paths.dir}). Start it with make up.`);
       }
