@@ -29,8 +29,10 @@ export interface RedisCoalescerOptions {
   /** A connection of its own: a subscribed client can run nothing else. */
   subscriber: Redis;
   prefix: string;
-  /** How long followers wait for a leader (also the lock's lifetime); 0 turns coalescing off. */
+  /** How long followers wait for a leader; 0 turns coalescing off. */
   waitMs: number;
+  /** Lifetime of the leader's lock, renewed while it works: how soon followers notice a dead leader. */
+  lockTtlMs?: number;
   metrics: Metrics;
   logger: Logger;
   tracker: DegradationTracker;
@@ -41,6 +43,12 @@ type WaitOutcome = LeaderOutcome | 'gone' | 'timeout';
 
 /** How often a follower checks that the leader's lock still exists (covers a missed message). */
 const LOCK_CHECK_MS = 500;
+const DEFAULT_LOCK_TTL_MS = 3000;
+
+// Extends the lock only while this leader still owns it.
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
 
 // Deletes the lock only if this leader still owns it, then tells the followers.
 const FINISH = `
@@ -50,6 +58,7 @@ return 1`;
 
 export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoalescer {
   const { redis, subscriber, prefix, waitMs, metrics, tracker } = options;
+  const lockTtlMs = options.lockTtlMs ?? DEFAULT_LOCK_TTL_MS;
   const ownLog = options.logger;
   const channel = `${prefix}coalesce:done`;
   const lockKey = (key: string) => `${prefix}coalesce:lock:${key}`;
@@ -113,45 +122,62 @@ export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoa
     }
   }
 
+  async function leadHoldingLock<T>(key: string, token: string, lead: () => Promise<T>): Promise<T> {
+    const renewal = setInterval(() => {
+      redis.eval(RENEW, 1, lockKey(key), token, String(lockTtlMs)).catch((error: unknown) => tracker.failed(error));
+    }, lockTtlMs / 3);
+    let outcome: LeaderOutcome = 'failed';
+    try {
+      const value = await lead();
+      outcome = 'done';
+      return value;
+    } finally {
+      clearInterval(renewal);
+      await finishLeading(key, token, outcome);
+    }
+  }
+
   return {
     async run(key, lead, follow, callerLog) {
       const log = (callerLog ?? ownLog).child({ component: 'coalescer' });
       if (waitMs <= 0) {
         return { value: await lead(), coalesced: false };
       }
-      const token = randomUUID();
-      let leader: boolean;
-      try {
-        leader = (await redis.set(lockKey(key), token, 'PX', waitMs, 'NX')) === 'OK';
-        tracker.succeeded();
-      } catch (error) {
-        tracker.failed(error);
-        return { value: await lead(), coalesced: false };
-      }
-
-      if (leader) {
-        let outcome: LeaderOutcome = 'failed';
-        try {
-          const value = await lead();
-          outcome = 'done';
-          return { value, coalesced: false };
-        } finally {
-          await finishLeading(key, token, outcome);
-        }
-      }
-
+      const deadline = Date.now() + waitMs;
       const started = Date.now();
-      const waited = await waitForLeader(key, started + waitMs);
-      if (waited === 'done' || waited === 'gone') {
-        const value = await follow();
-        if (value !== undefined) {
-          metrics.coalesced.inc();
-          log.info({ waitedMs: Date.now() - started }, 'coalesced with an identical request in flight');
-          return { value, coalesced: true };
+      // A follower whose leader vanished (died, lock expired) tries to take over, so
+      // one of them leads again instead of all of them calling upstream at once.
+      for (;;) {
+        const token = randomUUID();
+        let leader: boolean;
+        try {
+          leader = (await redis.set(lockKey(key), token, 'PX', lockTtlMs, 'NX')) === 'OK';
+          tracker.succeeded();
+        } catch (error) {
+          tracker.failed(error);
+          return { value: await lead(), coalesced: false };
+        }
+        if (leader) {
+          return { value: await leadHoldingLock(key, token, lead), coalesced: false };
+        }
+
+        const waited = await waitForLeader(key, deadline);
+        if (waited === 'done' || waited === 'gone') {
+          const value = await follow();
+          if (value !== undefined) {
+            metrics.coalesced.inc();
+            log.info({ waitedMs: Date.now() - started }, 'coalesced with an identical request in flight');
+            return { value, coalesced: true };
+          }
+        }
+        if (waited !== 'gone' || Date.now() >= deadline) {
+          log.info(
+            { waited, waitedMs: Date.now() - started },
+            'coalescing leader gave no answer; calling upstream alone',
+          );
+          return { value: await lead(), coalesced: false };
         }
       }
-      log.info({ waited, waitedMs: Date.now() - started }, 'coalescing leader gave no answer; calling upstream alone');
-      return { value: await lead(), coalesced: false };
     },
 
     close() {

@@ -29,8 +29,6 @@ describe('a worker killed mid-job', () => {
     QUEUE_CONCURRENCY: '1',
     QUEUE_LOCK_MS: '1000',
     GROQ_TIMEOUT_MS: '60000',
-    // The dead instance's coalescing lock would hold the retry for its whole lifetime: measure the queue alone.
-    COALESCE_WAIT_MS: '0',
   };
 
   beforeAll(async () => {

@@ -38,6 +38,8 @@ describe('request coalescer (real Redis, two instances)', () => {
           subscriber: await client(`${name}-sub`, 'queue'),
           prefix,
           waitMs: 5000,
+          // Short, so the tests see renewal and expiry quickly.
+          lockTtlMs: 400,
           metrics,
           logger,
           tracker: createDegradationTracker('coalescer', logger, metrics),
@@ -58,11 +60,11 @@ describe('request coalescer (real Redis, two instances)', () => {
   });
 
   /** A stand-in for the response cache: what the leader stores, followers read. */
-  function work(key: string, store: Map<string, string>, calls: { count: number }, fail = false) {
+  function work(key: string, store: Map<string, string>, calls: { count: number }, fail = false, durationMs = 200) {
     return {
       lead: async () => {
         calls.count += 1;
-        await pause(200);
+        await pause(durationMs);
         if (fail && calls.count === 1) {
           throw new Error('upstream failed');
         }
@@ -108,5 +110,32 @@ describe('request coalescer (real Redis, two instances)', () => {
     const result = await (instances[1] as RequestCoalescer).run('orphan', lead, follow);
     expect(result).toEqual({ value: 'answer-1', coalesced: false });
     expect(calls.count).toBe(1);
+  });
+
+  it('keeps the lock of a leader that works longer than the lock lifetime', async () => {
+    const store = new Map<string, string>();
+    const calls = { count: 0 };
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, index) => {
+        const { lead, follow } = work('slow-question', store, calls, false, 1500);
+        return (instances[index % 2] as RequestCoalescer).run('slow-question', lead, follow);
+      }),
+    );
+    expect(calls.count).toBe(1);
+    expect(results.filter((result) => result.coalesced)).toHaveLength(5);
+  });
+
+  it('lets one follower take over from a dead leader; the others coalesce with it', async () => {
+    await redis.set(`${prefix}coalesce:lock:taken-over`, 'dead-leader', 'PX', 300);
+    const store = new Map<string, string>();
+    const calls = { count: 0 };
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, index) => {
+        const { lead, follow } = work('taken-over', store, calls);
+        return (instances[index % 2] as RequestCoalescer).run('taken-over', lead, follow);
+      }),
+    );
+    expect(calls.count).toBe(1);
+    expect(results.filter((result) => result.coalesced)).toHaveLength(5);
   });
 });
