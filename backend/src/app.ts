@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import Koa from 'koa';
 import { chatRequestSchema } from './chat/chat-request.js';
@@ -62,7 +63,14 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
 
   const app = new Koa<AppState>();
   app.silent = true;
-  app.use(requestContext({ instanceId: config.INSTANCE_ID, logger, metrics }));
+  app.use(
+    requestContext({
+      instanceId: config.INSTANCE_ID,
+      logger,
+      metrics,
+      callerLogKey: config.LOG_CALLER_SALT ?? randomBytes(32),
+    }),
+  );
   app.use(errorHandler());
   app.use(clientIdentity({ trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES) }));
   app.use(recordClusterStats({ stats: clusterStats }));

@@ -46,6 +46,8 @@ const configSchema = z.object({
     .pipe(z.number().min(3).max(65_535))
     .optional(),
   INSTANCE_ID: optionalString,
+  // Keys the caller tag in access logs; set it (same on every instance) to follow a caller across instances.
+  LOG_CALLER_SALT: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TRUSTED_PROXIES: z
     .string()
@@ -132,7 +134,7 @@ export interface Config extends Omit<RawConfig, 'INSTANCE_ID' | 'GROQ_BASE_URL' 
   readonly GROQ_BASE_URL: string | undefined;
 }
 
-const SECRET_VARIABLES = ['GROQ_API_KEY', 'ADMIN_TOKEN', 'FALLBACK_API_KEY'] as const;
+const SECRET_VARIABLES = ['GROQ_API_KEY', 'ADMIN_TOKEN', 'FALLBACK_API_KEY', 'LOG_CALLER_SALT'] as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { AppMiddleware } from './app-state.js';
@@ -11,16 +11,31 @@ export function routeTemplate(ctx: Parameters<AppMiddleware>[0]): string {
   return typeof matched === 'string' ? matched : 'unmatched';
 }
 
+/** A stable id for a caller inside Redis (active users), the same from every instance. */
 export function hashCaller(id: string): string {
   return createHash('sha256').update(id).digest('hex').slice(0, 16);
+}
+
+/**
+ * The caller as logs show it: keyed, so an IPv4 address cannot be recovered by
+ * hashing all 2^32 of them, as a plain hash would allow.
+ */
+export function logCallerTag(id: string, key: string | Buffer): string {
+  return createHmac('sha256', key).update(id).digest('hex').slice(0, 16);
 }
 
 /**
  * First middleware: request id and instance id on every response, one access
  * log line and the HTTP metrics for every request, whatever happens inside.
  */
-export function requestContext(options: { instanceId: string; logger: Logger; metrics: Metrics }): AppMiddleware {
-  const { instanceId, logger, metrics } = options;
+export function requestContext(options: {
+  instanceId: string;
+  logger: Logger;
+  metrics: Metrics;
+  /** Key of the caller tag in logs (LOG_CALLER_SALT, else random per process). */
+  callerLogKey: string | Buffer;
+}): AppMiddleware {
+  const { instanceId, logger, metrics, callerLogKey } = options;
   return async function requestContextMiddleware(ctx, next) {
     const started = process.hrtime.bigint();
     const incoming = ctx.get('X-Request-Id');
@@ -44,7 +59,7 @@ export function requestContext(options: { instanceId: string; logger: Logger; me
           status: ctx.status,
           latencyMs: Math.round(seconds * 1e4) / 10,
           cacheHit: ctx.state.cacheHit,
-          caller: ctx.state.caller ? hashCaller(ctx.state.caller.id) : undefined,
+          caller: ctx.state.caller ? logCallerTag(ctx.state.caller.id, callerLogKey) : undefined,
         },
         'request',
       );

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
 import { postChat, request, type TestResponse } from '../helpers/http-client.js';
@@ -98,5 +99,11 @@ describe('logs', () => {
     expect(second?.caller).toBe(first?.caller);
     expect(otherClient?.caller).not.toBe(first?.caller);
     expect(fromLoopback?.caller).not.toBe(first?.caller);
+  });
+
+  it('keys the caller tag, so hashing every IPv4 address does not reveal the caller', () => {
+    const [first] = accessLines();
+    const unkeyed = createHash('sha256').update('ip:198.51.100.77').digest('hex').slice(0, 16);
+    expect(first?.caller).not.toBe(unkeyed);
   });
 });
