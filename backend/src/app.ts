@@ -8,7 +8,7 @@ import type { AppState } from './http/app-state.js';
 import { clientIdentity, parseTrustedProxies } from './http/client-identity.js';
 import { errorHandler } from './http/error-handler.js';
 import { jsonBody } from './http/json-body.js';
-import { rateLimit } from './http/rate-limit.js';
+import { localRateLimit, rateLimit } from './http/rate-limit.js';
 import { recordClusterStats } from './http/record-cluster-stats.js';
 import { requestContext } from './http/request-context.js';
 import { validateBody } from './http/validate.js';
@@ -88,7 +88,14 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
     // A worker-only instance (ROLE=worker) serves health, metrics and stats, not the chat API.
     ...(config.ROLE === 'worker'
       ? []
-      : [chatRoutes({ chat, guard: chatGuard }), queueRoutes({ queue: deps.queue, guard: chatGuard })]),
+      : [
+          chatRoutes({ chat, guard: chatGuard }),
+          queueRoutes({
+            queue: deps.queue,
+            guard: chatGuard,
+            pollGuard: localRateLimit({ name: 'poll', pointsPerMinute: config.POLLS_PER_MINUTE, metrics }),
+          }),
+        ]),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods());

@@ -99,6 +99,8 @@ const configSchema = z.object({
   COALESCE_WAIT_MS: integer(20_000, 0, 300_000),
 
   MAX_REQUESTS_PER_MINUTE: integer(60, 1),
+  // Status polls per caller per minute, per instance (in memory): the app polls every ~2 s.
+  POLLS_PER_MINUTE: integer(120, 1),
   CACHE_TTL_SECONDS: integer(7200, 1),
   MAX_MESSAGE_CHARS: integer(2000, 1, 100_000),
   MAX_HISTORY_MESSAGES: integer(20, 0, 200),

@@ -21,6 +21,7 @@ runScenario(async () => {
       GROQ_BASE_URL: 'http://127.0.0.1:9',
       GROQ_API_KEY: 'bench-key',
       MAX_REQUESTS_PER_MINUTE: '1000000000',
+      POLLS_PER_MINUTE: '1000000000',
       QUEUE_MAX_WAITING: String(BACKLOG),
       LOG_LEVEL: 'info',
     },

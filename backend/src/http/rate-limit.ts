@@ -22,7 +22,7 @@ export function rateLimit(options: RateLimitOptions): AppMiddleware {
   const { pointsPerMinute, metrics, tracker } = options;
   const shared = new RateLimiterRedis({
     storeClient: options.redis,
-    keyPrefix: `${options.prefix}rl:chat`,
+    keyPrefix: `${options.prefix}rl`,
     points: pointsPerMinute,
     duration: 60,
     rejectIfRedisNotReady: true,
@@ -44,10 +44,30 @@ export function rateLimit(options: RateLimitOptions): AppMiddleware {
     }
   }
 
+  return limitByCaller('chat', pointsPerMinute, consume, metrics);
+}
+
+/**
+ * A per-instance, in-memory limit for cheap reads (status polls): it costs no
+ * Redis round trip and does not spend the caller's chat budget, yet bounds what
+ * one caller can make an instance do (the cluster-wide bound is N times this).
+ */
+export function localRateLimit(options: { name: string; pointsPerMinute: number; metrics: Metrics }): AppMiddleware {
+  const limiter = new RateLimiterMemory({ points: options.pointsPerMinute, duration: 60 });
+  return limitByCaller(options.name, options.pointsPerMinute, (key) => limiter.consume(key), options.metrics);
+}
+
+/** 429 with Retry-After and RateLimit-* when `consume` rejects; RateLimit-* on success too. */
+function limitByCaller(
+  name: string,
+  pointsPerMinute: number,
+  consume: (key: string) => Promise<RateLimiterRes>,
+  metrics: Metrics,
+): AppMiddleware {
   return async function rateLimitMiddleware(ctx, next) {
     let result: RateLimiterRes;
     try {
-      result = await consume(ctx.state.caller.id);
+      result = await consume(`${name}:${ctx.state.caller.id}`);
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) {
         throw rejection;

@@ -10,6 +10,8 @@ export interface QueueRoutesOptions {
   queue: ChatQueue;
   /** The same guard as POST /api/chat: per-caller rate limit, JSON body, validation. */
   guard: readonly AppMiddleware[];
+  /** A cheap per-instance limit on status polls. */
+  pollGuard: AppMiddleware;
 }
 
 function queuedMessage(position: number, estimatedTime: number): string {
@@ -23,9 +25,9 @@ function queuedMessage(position: number, estimatedTime: number): string {
 }
 
 /**
- * POST /api/chat/queue and GET /api/chat/status/:jobId. The status route has
- * no rate limit of its own: a poll is one pipelined Redis read, cheaper than
- * the limiter's own round trip, and must not eat the caller's chat budget.
+ * POST /api/chat/queue and GET /api/chat/status/:jobId. Polls are not counted
+ * against the chat limit (a Redis round trip, and the caller's chat budget):
+ * a per-instance in-memory limit bounds them instead.
  */
 export function queueRoutes(options: QueueRoutesOptions): Router<AppState> {
   const { queue } = options;
@@ -47,7 +49,7 @@ export function queueRoutes(options: QueueRoutesOptions): Router<AppState> {
     ctx.body = { jobId, status: 'queued', position, estimatedTime, message: queuedMessage(position, estimatedTime) };
   });
 
-  router.get('/api/chat/status/:jobId', async (ctx) => {
+  router.get('/api/chat/status/:jobId', options.pollGuard, async (ctx) => {
     const { jobId = '' } = ctx.params;
     if (!isJobId(jobId)) {
       throw invalidRequest('jobId must be an id returned by POST /api/chat/queue.');

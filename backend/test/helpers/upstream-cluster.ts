@@ -45,6 +45,7 @@ export async function startUpstreamCluster(
         GROQ_TPM: '6000',
         // The per-caller limit is not what these tests are about.
         MAX_REQUESTS_PER_MINUTE: '100000',
+        POLLS_PER_MINUTE: '100000',
         ...(fallback
           ? {
               FALLBACK_BASE_URL: `${fallback.url}/v1`,

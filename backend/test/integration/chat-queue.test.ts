@@ -179,4 +179,30 @@ describe('chat queue backlog cap', () => {
       await worker.close();
     }
   });
+
+  it('limits status polls per caller (429 with Retry-After) without spending the chat budget', async () => {
+    const polled = await startTestBackend({
+      ...QUEUE_TEST_ENV,
+      GROQ_BASE_URL: 'http://127.0.0.1:9',
+      ROLE: 'api',
+      POLLS_PER_MINUTE: '3',
+      MAX_REQUESTS_PER_MINUTE: '2',
+    });
+    try {
+      const jobId = randomUUID();
+      const statuses: number[] = [];
+      for (let index = 0; index < 4; index += 1) {
+        statuses.push((await getStatus(polled.url, jobId, { ip: '203.0.113.50' })).status);
+      }
+      expect(statuses).toEqual([404, 404, 404, 429]);
+      const refused = await getStatus(polled.url, jobId, { ip: '203.0.113.50' });
+      expect((refused.json as ErrorBody).error.code).toBe('rate_limited');
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      // Another caller polls freely, and polling did not spend the chat limit.
+      expect((await getStatus(polled.url, jobId, { ip: '203.0.113.51' })).status).toBe(404);
+      expect((await postQueue(polled.url, { message: 'still allowed' }, { ip: '203.0.113.50' })).status).toBe(202);
+    } finally {
+      await polled.close();
+    }
+  });
 });
