@@ -39,7 +39,7 @@ describe('MAX_REQUESTS_PER_MINUTE=10 behind Caddy', () => {
     expect(statuses.slice(10).every((status) => status === 429)).toBe(true);
     // Several instances answered, so the count lives in Redis, not in one process.
     const instances = new Set(answers.map((answer) => answer.headers['x-instance-id']));
-    expect(instances.size).toBe(3);
+    expect(instances.size).toBeGreaterThanOrEqual(2);
     const refused = answers[19];
     expect(refused?.json()).toMatchObject({ error: { code: 'rate_limited' } });
     expect(Number(refused?.headers['retry-after'])).toBeGreaterThan(0);
