@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { createInstancePool, type InstancePool } from './instance-pool.js';
 import { sleep } from './ports.js';
@@ -31,6 +32,8 @@ const env = { ...process.env };
 // Longer than one Caddy health interval (1 s), so Caddy has seen an instance
 // report not-ready before it stops listening.
 env.SHUTDOWN_DRAIN_MS ||= '3000';
+// One key for the whole stack, so one caller has the same tag in every instance's log.
+env.LOG_CALLER_SALT ||= randomBytes(32).toString('hex');
 
 let phase: RunState['phase'] = 'starting';
 let failure: string | null = null;
