@@ -44,6 +44,7 @@ interface Slot {
 
 const READINESS_POLL_MS = 1000;
 const READINESS_TIMEOUT_MS = 1000;
+const START_RETRY_MS = 5000;
 
 export function instanceId(slotIndex: number): string {
   return `backend-${slotIndex + 1}`;
@@ -56,6 +57,7 @@ export function createInstancePool(options: InstancePoolOptions): InstancePool {
   let desired = 0;
   let stopping = false;
   let polling = false;
+  let retryTimer: NodeJS.Timeout | undefined;
 
   function start(index: number) {
     const id = instanceId(index);
@@ -97,7 +99,16 @@ export function createInstancePool(options: InstancePoolOptions): InstancePool {
     for (let index = 0; index < desired; index += 1) {
       // A slot still draining from an earlier scale-in is restarted once it has exited.
       if (!slots.has(index)) {
-        start(index);
+        try {
+          start(index);
+        } catch (error) {
+          // Its port was taken since make up checked it: try again shortly rather than die.
+          logger.error({ instance: instanceId(index), error: (error as Error).message }, 'cannot start; retrying');
+          retryTimer ??= setTimeout(() => {
+            retryTimer = undefined;
+            reconcile();
+          }, START_RETRY_MS);
+        }
       }
     }
     for (const slot of slots.values()) {
@@ -171,6 +182,7 @@ export function createInstancePool(options: InstancePoolOptions): InstancePool {
     async stop() {
       stopping = true;
       clearInterval(poller);
+      clearTimeout(retryTimer);
       await Promise.all(
         [...slots.values()].map((slot) => {
           slot.socket.close();

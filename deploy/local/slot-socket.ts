@@ -23,6 +23,7 @@ export interface SlotSocket {
 
 interface TcpHandle {
   readonly fd: number;
+  getsockname(out: { port?: number }): number;
   close(): void;
 }
 
@@ -50,6 +51,13 @@ export function bindSlotSocket(port: number, host = '127.0.0.1'): SlotSocket {
   const handle = createServerHandle(host, port, 4);
   if (typeof handle === 'number') {
     throw new Error(`cannot bind ${host}:${port} (errno ${handle})`);
+  }
+  // libuv defers EADDRINUSE from bind() to listen(), which happens in the child:
+  // an unbound socket would listen on a random port. Check the bind took.
+  const bound: { port?: number } = {};
+  if (handle.getsockname(bound) !== 0 || bound.port !== port) {
+    handle.close();
+    throw new Error(`cannot bind ${host}:${port}: address in use`);
   }
   let open = true;
   return {
