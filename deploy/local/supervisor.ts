@@ -27,7 +27,12 @@ import { DEFAULT_INSTANCES, loadStackSettings } from './settings.js';
 
 const settings = loadStackSettings();
 const paths = runPaths(settings.runDir);
-const logger = pino({ base: { component: 'runner' }, timestamp: pino.stdTimeFunctions.isoTime });
+// The same line format as the instances' logs.
+const logger = pino({
+  base: { component: 'runner' },
+  timestamp: pino.stdTimeFunctions.isoTime,
+  formatters: { level: (label) => ({ level: label }) },
+});
 const env = { ...process.env };
 // Longer than one Caddy health interval (1 s), so Caddy has seen an instance
 // report not-ready before it stops listening.
