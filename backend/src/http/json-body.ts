@@ -20,6 +20,10 @@ export function jsonBody(options: { limitBytes: number }): AppMiddleware {
       if (type === 'entity.too.large') {
         throw payloadTooLarge(options.limitBytes);
       }
+      // The client went away before or while sending its body: its fault, not ours (no 500, no stack).
+      if (type === 'request.aborted' || type === 'stream.not.readable' || ctx.req.destroyed) {
+        throw new AppError(400, 'request_aborted', 'The request body was not received in full.');
+      }
       const status = (error as { status?: number }).status ?? 500;
       if (type === 'encoding.unsupported' || (status >= 400 && status < 500)) {
         throw new AppError(400, 'invalid_body', 'The request body could not be read.');

@@ -4,6 +4,8 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { AppMiddleware } from './app-state.js';
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+/** Probed every second by the proxy, the runner and Prometheus: logged at debug, not info. */
+const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** The route template (`/api/chat/status/:jobId`), never the raw URL, so labels stay bounded. */
 export function routeTemplate(ctx: Parameters<AppMiddleware>[0]): string {
@@ -51,7 +53,7 @@ export function requestContext(options: {
       const route = routeTemplate(ctx);
       metrics.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
       metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
-      const level = ctx.status >= 500 ? 'error' : 'info';
+      const level = PROBE_ROUTES.has(route) ? 'debug' : ctx.status >= 500 ? 'error' : 'info';
       ctx.state.log[level](
         {
           method: ctx.method,

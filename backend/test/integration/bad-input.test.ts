@@ -1,6 +1,8 @@
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
+import { waitFor } from '../helpers/backend-process.js';
 import { type ErrorBody, request, type TestResponse } from '../helpers/http-client.js';
 import { deleteTestPrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
 
@@ -236,6 +238,28 @@ describe('bad input', () => {
       req.end('"}');
     });
     expect(status).toBe(413);
+  });
+
+  it('treats a client that hangs up mid-body as a client error, not a 500 with a stack', async () => {
+    const before = backend.logs.lines.length;
+    await new Promise<void>((resolve) => {
+      const socket = connect(Number(new URL(backend.url).port), '127.0.0.1', () => {
+        socket.write(
+          'POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"message":',
+        );
+        // Gone at once: the body stream is already closed when the handler starts reading it.
+        socket.destroy();
+        resolve();
+      });
+    });
+    await waitFor(
+      async () => backend.logs.lines.slice(before).some((line) => line.includes('"msg":"request"')),
+      5000,
+      'the access line of the aborted request',
+    );
+    const lines = backend.logs.lines.slice(before).map((line) => JSON.parse(line) as { msg: string; status?: number });
+    expect(lines.find((line) => line.msg === 'request')?.status).toBe(400);
+    expect(lines.filter((line) => line.msg === 'unhandled error')).toEqual([]);
   });
 
   it('never called Groq for any of it', () => {
