@@ -1,6 +1,7 @@
 import Groq, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'groq-sdk';
+import { chatCompletionBody, sdkErrorToUpstream, toCompletion } from './sdk-mapping.js';
 import type { Completion, CompletionRequest, LlmProvider } from './types.js';
-import { readRateLimitHeaders, UpstreamError, upstreamErrorFromStatus } from './upstream-error.js';
+import { readRateLimitHeaders, type UpstreamError } from './upstream-error.js';
 
 export interface GroqProviderOptions {
   name?: string;
@@ -13,22 +14,12 @@ export interface GroqProviderOptions {
 
 /** Translates groq-sdk's errors into our UpstreamError kinds. */
 export function toUpstreamError(error: unknown, provider: string): UpstreamError {
-  if (error instanceof UpstreamError) {
-    return error;
-  }
-  if (error instanceof APIConnectionTimeoutError) {
-    return new UpstreamError('timeout', provider, 'upstream timed out');
-  }
-  if (error instanceof APIUserAbortError) {
-    return new UpstreamError('timeout', provider, 'upstream call aborted');
-  }
-  if (error instanceof APIConnectionError) {
-    return new UpstreamError('unavailable', provider, 'cannot reach upstream');
-  }
-  if (error instanceof APIError) {
-    return upstreamErrorFromStatus(error.status ?? 0, error.headers as Headers | undefined, provider);
-  }
-  return new UpstreamError('unavailable', provider, 'unexpected upstream failure');
+  return sdkErrorToUpstream(error, provider, {
+    APIConnectionTimeoutError,
+    APIUserAbortError,
+    APIConnectionError,
+    APIError,
+  });
 }
 
 /** Groq through groq-sdk. No SDK retries: retry-after, backoff and fallback are ours. */
@@ -47,30 +38,12 @@ export function createGroqProvider(options: GroqProviderOptions): LlmProvider {
     async complete(request: CompletionRequest): Promise<Completion> {
       try {
         const { data, response } = await client.chat.completions
-          .create(
-            {
-              model: options.model,
-              messages: request.messages.map((message) => ({ role: message.role, content: message.content })),
-              max_tokens: request.maxTokens,
-              temperature: request.temperature,
-            },
-            { signal: request.signal, timeout: Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs) },
-          )
+          .create(chatCompletionBody(options.model, request), {
+            signal: request.signal,
+            timeout: Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs),
+          })
           .withResponse();
-        const text = data.choices[0]?.message?.content ?? '';
-        if (text.trim() === '') {
-          throw new UpstreamError('unavailable', name, 'upstream returned an empty answer');
-        }
-        return {
-          text,
-          model: data.model ?? options.model,
-          provider: name,
-          usage: {
-            promptTokens: data.usage?.prompt_tokens ?? 0,
-            completionTokens: data.usage?.completion_tokens ?? 0,
-          },
-          limits: readRateLimitHeaders(response.headers),
-        };
+        return { ...toCompletion(data, name, options.model), limits: readRateLimitHeaders(response.headers) };
       } catch (error) {
         throw toUpstreamError(error, name);
       }

@@ -1,6 +1,7 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import { chatCompletionBody, sdkErrorToUpstream, toCompletion } from './sdk-mapping.js';
 import type { Completion, CompletionRequest, LlmProvider } from './types.js';
-import { UpstreamError, upstreamErrorFromStatus } from './upstream-error.js';
+import type { UpstreamError } from './upstream-error.js';
 
 export interface OpenAiCompatibleProviderOptions {
   name: string;
@@ -14,22 +15,12 @@ export interface OpenAiCompatibleProviderOptions {
 
 /** Translates the openai SDK's errors into our UpstreamError kinds. */
 export function toUpstreamErrorFromOpenAi(error: unknown, provider: string): UpstreamError {
-  if (error instanceof UpstreamError) {
-    return error;
-  }
-  if (error instanceof APIConnectionTimeoutError) {
-    return new UpstreamError('timeout', provider, 'upstream timed out');
-  }
-  if (error instanceof APIUserAbortError) {
-    return new UpstreamError('timeout', provider, 'upstream call aborted');
-  }
-  if (error instanceof APIConnectionError) {
-    return new UpstreamError('unavailable', provider, 'cannot reach upstream');
-  }
-  if (error instanceof APIError) {
-    return upstreamErrorFromStatus(error.status ?? 0, error.headers, provider);
-  }
-  return new UpstreamError('unavailable', provider, 'unexpected upstream failure');
+  return sdkErrorToUpstream(error, provider, {
+    APIConnectionTimeoutError,
+    APIUserAbortError,
+    APIConnectionError,
+    APIError,
+  });
 }
 
 /**
@@ -53,28 +44,11 @@ export function createOpenAiCompatibleProvider(options: OpenAiCompatibleProvider
     model: options.model,
     async complete(request: CompletionRequest): Promise<Completion> {
       try {
-        const data = await client.chat.completions.create(
-          {
-            model: options.model,
-            messages: request.messages.map((message) => ({ role: message.role, content: message.content })),
-            max_tokens: request.maxTokens,
-            temperature: request.temperature,
-          },
-          { signal: request.signal, timeout: Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs) },
-        );
-        const text = data.choices[0]?.message?.content ?? '';
-        if (text.trim() === '') {
-          throw new UpstreamError('unavailable', name, 'upstream returned an empty answer');
-        }
-        return {
-          text,
-          model: data.model ?? options.model,
-          provider: name,
-          usage: {
-            promptTokens: data.usage?.prompt_tokens ?? 0,
-            completionTokens: data.usage?.completion_tokens ?? 0,
-          },
-        };
+        const data = await client.chat.completions.create(chatCompletionBody(options.model, request), {
+          signal: request.signal,
+          timeout: Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs),
+        });
+        return toCompletion(data, name, options.model);
       } catch (error) {
         throw toUpstreamErrorFromOpenAi(error, name);
       }
