@@ -213,33 +213,15 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
     }
     try {
       if (outcome.kind === 'counted') {
-        await redis.eval(
-          SETTLE,
-          8,
-          keys.log,
-          keys.tokens,
-          keys.sum,
-          keys.inflight,
-          keys.pause,
-          keys.learnedRpm,
-          keys.dayRequests(day),
-          keys.dayTokens(day),
-          reservationId,
-          'used',
-          Math.max(0, Math.round(outcome.tokens)),
-          0,
-          0,
-          LEARNED_LIMIT_TTL_MS,
-          WINDOW_MS,
-        );
+        await runSettle(reservationId, day, { mode: 'used', tokens: Math.max(0, Math.round(outcome.tokens)) });
       } else if (outcome.kind === 'unused') {
-        await release(reservationId, day, 0, false);
+        await runSettle(reservationId, day, { mode: 'release' });
       } else {
         // A 429 whose headers show tokens to spare: the requests limit is lower than we think.
         const remainingTokens = outcome.limits?.remainingTokens;
         const requestsBound = remainingTokens !== undefined && remainingTokens >= outcome.tokens;
         const pauseMs = outcome.retryAfterMs ?? DEFAULT_PAUSE_MS;
-        await release(reservationId, day, pauseMs, requestsBound);
+        await runSettle(reservationId, day, { mode: 'release', pauseMs, learnRequests: requestsBound });
         logFor(context).warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
       }
       if (outcome.kind !== 'unused' && outcome.limits) {
@@ -251,7 +233,12 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
     }
   }
 
-  async function release(id: string, day: number, pauseMs: number, learnRequests: boolean): Promise<void> {
+  /** The SETTLE script: 'used' with the real tokens, or 'release' (nothing spent; maybe a pause to share). */
+  async function runSettle(
+    id: string,
+    day: number,
+    how: { mode: 'used' | 'release'; tokens?: number; pauseMs?: number; learnRequests?: boolean },
+  ): Promise<void> {
     await redis.eval(
       SETTLE,
       8,
@@ -264,10 +251,10 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
       keys.dayRequests(day),
       keys.dayTokens(day),
       id,
-      'release',
-      0,
-      pauseMs,
-      learnRequests ? 1 : 0,
+      how.mode,
+      how.tokens ?? 0,
+      how.pauseMs ?? 0,
+      how.learnRequests ? 1 : 0,
       LEARNED_LIMIT_TTL_MS,
       WINDOW_MS,
     );
