@@ -25,7 +25,8 @@ export interface StatsRoutesOptions {
  */
 export function statsRoutes(options: StatsRoutesOptions): Router<AppState> {
   const { stats, queue, quota, instanceId } = options;
-  const router = new Router<AppState>();
+  // Strict: the proxy hides these exact paths, so "/api/chat/stats/" must not serve them too.
+  const router = new Router<AppState>({ strict: true });
   const guard = adminAuth({ token: options.adminToken });
 
   async function fromRedis<T>(read: () => Promise<T>): Promise<T> {

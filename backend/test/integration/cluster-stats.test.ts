@@ -132,6 +132,15 @@ describe('cluster-wide stats over three instances on one Redis', () => {
     }
   });
 
+  it('serves the stats pages on their exact paths only (the proxy hides those, not variants)', async () => {
+    const backend = backends[0] as TestBackend;
+    for (const path of ['/api/chat/stats/', '/API/chat/stats/', '/dashboard/']) {
+      const answer = await httpFrom(`${backend.url}${path}`, { headers: auth });
+      expect(answer.status, path).toBe(404);
+      expect(answer.json<{ error: { code: string } }>().error.code, path).toBe('not_found');
+    }
+  });
+
   it('does not count looking at the stats, health checks or scrapes as traffic', async () => {
     const backend = backends[1] as TestBackend;
     for (const path of ['/healthz', '/readyz', '/metrics', '/api/chat/stats', '/dashboard']) {
