@@ -148,10 +148,8 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
     return { granted: reply[0] === 1, waitMs: Number(reply[1]), reason: String(reply[2]) };
   }
 
-  async function reserve(requested: number, deadline: number, context?: CallContext): Promise<ReserveResult> {
+  async function reserve(tokens: number, deadline: number, context?: CallContext): Promise<ReserveResult> {
     const signal = context?.signal;
-    // A call larger than the whole minute's budget still runs, alone in an empty window.
-    const tokens = limits.tokensPerMinute > 0 ? Math.min(requested, limits.tokensPerMinute) : requested;
     const id = randomUUID();
     const started = Date.now();
     let waited = false;

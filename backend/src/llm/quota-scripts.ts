@@ -50,6 +50,8 @@ local rpm = limit(tonumber(ARGV[3]), KEYS[7])
 local tpm = limit(tonumber(ARGV[4]), KEYS[8])
 local rpd = limit(tonumber(ARGV[5]), KEYS[9])
 local tpd = tonumber(ARGV[6])
+-- Larger than a whole minute (a learned limit can be below the estimate): it runs alone in an empty window.
+if tpm > 0 and cost > tpm then cost = tpm end
 evict(log, tokens, sum, window)
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
 

@@ -116,6 +116,27 @@ describe('quota governor (real Redis)', () => {
     expect((await metrics.registry.getSingleMetric('focus_quota_limit_tokens')?.get())?.values[0]?.value).toBe(3000);
   });
 
+  it('runs a call larger than a learned minute limit alone in an empty window, not never', async () => {
+    const quota = governor(fresh('learned-cap'), { tokensPerMinute: 6000 });
+    const call = await reserveNow(quota, 300);
+    await quota.settle(call.granted ? call.id : undefined, {
+      kind: 'counted',
+      tokens: 100,
+      limits: { limitTokens: 3000, remainingTokens: 2900, resetTokensMs: 1000 },
+    });
+    // A long conversation: estimated above the key's real 3000/min. Room comes when the
+    // window empties (about a minute), so it is refused at once with that honest time,
+    // instead of polling Redis every millisecond until the deadline.
+    const large = await quota.reserve(4500, NOW() + 1500);
+    expect(large).toMatchObject({ granted: false, reason: 'tokens' });
+    expect(large.waitedMs).toBeLessThan(500);
+    expect(large.granted === false && large.retryAfterMs).toBeGreaterThan(55_000);
+
+    const empty = fresh('learned-cap-empty');
+    await redis.set(`${empty}quota:{groq}:learned:tpm`, 3000, 'PX', 60_000);
+    expect(await reserveNow(governor(empty, { tokensPerMinute: 6000 }), 4500)).toMatchObject({ granted: true });
+  });
+
   it('pauses every instance after a 429, and learns a lower requests limit when tokens were not the cause', async () => {
     const prefix = fresh('pause');
     const [one, two] = [governor(prefix, { requestsPerMinute: 30 }), governor(prefix, { requestsPerMinute: 30 })];
