@@ -118,9 +118,10 @@ const configSchema = z.object({
   QUEUE_SHUTDOWN_GRACE_MS: integer(8000, 0, 120_000),
   IDEMPOTENCY_TTL_SECONDS: integer(3600, 1, 86_400),
 
-  ADMIN_TOKEN: optionalString.refine((value) => value === undefined || value.length >= 16, {
-    message: 'at least 16 characters',
-  }),
+  ADMIN_TOKEN: optionalString
+    .refine((value) => value === undefined || value.length >= 16, { message: 'at least 16 characters' })
+    // `Authorization: Bearer <token>` carries one word: such a token could never be sent.
+    .refine((value) => value === undefined || !/\s/.test(value), { message: 'no whitespace allowed' }),
   ACTIVE_USER_WINDOW_SECONDS: integer(300, 10, 86_400),
 });
 

@@ -30,6 +30,13 @@ describe('ADMIN_TOKEN and ACTIVE_USER_WINDOW_SECONDS', () => {
     expect(found[0]).not.toContain('letmein');
   });
 
+  it('refuses a token with whitespace inside, which no Bearer header could carry', () => {
+    const found = problems({ ADMIN_TOKEN: 'correct horse battery staple' });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/^ADMIN_TOKEN: .*whitespace/);
+    expect(found[0]).not.toContain('horse');
+  });
+
   it('reads the token from ADMIN_TOKEN_FILE (a mounted secret)', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'focus-admin-')), 'token');
     writeFileSync(file, 'a-long-enough-admin-token\n');
