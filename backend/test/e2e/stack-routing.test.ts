@@ -97,7 +97,8 @@ describe('make up N=3', () => {
   });
 
   it('does not serve /metrics or the operator stats publicly, and answers in the API error shape', async () => {
-    for (const path of ['/metrics', '/METRICS', '/metrics/', '/api/chat/stats', '/dashboard', '/anything-else']) {
+    const paths = ['/metrics', '/METRICS', '/metrics/', '/api/chat/stats', '/api/chat/stats/', '/API/Chat/Stats/'];
+    for (const path of [...paths, '/dashboard', '/dashboard/', '/anything-else']) {
       const answer = await request(`${stack.publicUrl}${path}`);
       expect(answer.status, path).toBe(404);
       expect(answer.json, path).toMatchObject({ error: { code: 'not_found' } });
