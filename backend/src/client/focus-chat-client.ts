@@ -3,9 +3,9 @@
  * answer is ready, and lose nothing on the way. Dependency-free (fetch,
  * timers, AbortSignal), so it runs in React Native, browsers and Node 20.
  *
- * - A POST that fails on the way (connection error, 502, 503, 504: e.g. the
- *   instance died under it) is sent again with the same Idempotency-Key, so
- *   the backend queues it once.
+ * - A POST that fails on the way (connection error, no answer within
+ *   requestTimeoutMs, 502, 503, 504: e.g. the instance died under it) is sent
+ *   again with the same Idempotency-Key, so the backend queues it once.
  * - 429 and 503 are retried after their Retry-After.
  * - Polls are paced by the job's estimatedTime (a third of it, within
  *   bounds): rare far back in line, frequent near the front; they back off on errors.
@@ -19,6 +19,8 @@ export interface ChatTurn {
 export interface ChatReply {
   response: string;
   cached: boolean;
+  /** True when the answer was shared with identical requests in flight at the same time. */
+  coalesced: boolean;
   model: string;
   provider: string;
   usage: { promptTokens: number; completionTokens: number };
@@ -63,6 +65,8 @@ export interface FocusChatClientOptions {
   timeoutMs?: number;
   /** Attempts of the POST on connection errors and 5xx. Default 6. */
   maxPostAttempts?: number;
+  /** One HTTP call (POST or poll, body included) gets this long before it counts as failed, ms. Default 15 000. */
+  requestTimeoutMs?: number;
   /** Bounds of the poll interval, ms. Defaults 500 and 10 000. */
   minPollMs?: number;
   maxPollMs?: number;
@@ -119,14 +123,56 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-async function errorFrom(response: Response, jobId?: string): Promise<FocusChatError> {
-  const body = (await response.json().catch(() => undefined)) as
-    | { error?: { code?: string; message?: string } }
-    | undefined;
+/** A whole HTTP exchange: status, Retry-After and the JSON body (undefined when not JSON). */
+interface Answer {
+  status: number;
+  retryAfterMs: number | undefined;
+  body: unknown;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One call, body included, aborted by the caller's signal or after `ms`: a
+ * frozen instance or a vanished host never sends a reset, and fetch alone
+ * would wait for it for minutes (or forever, outside Node). Throws on any failure on the way.
+ */
+async function exchange(
+  doFetch: typeof fetch,
+  url: string,
+  init: RequestInit,
+  ms: number,
+  signal: AbortSignal | undefined,
+): Promise<Answer> {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  const timer = setTimeout(abort, ms);
+  signal?.addEventListener('abort', abort, { once: true });
+  if (signal?.aborted) {
+    abort();
+  }
+  try {
+    const response = await doFetch(url, { ...init, signal: controller.signal });
+    const text = await response.text();
+    return { status: response.status, retryAfterMs: retryAfterMs(response), body: parseJson(text) };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', abort);
+  }
+}
+
+function errorFrom(answer: Answer, jobId?: string): FocusChatError {
+  const body = answer.body as { error?: { code?: string; message?: string } } | undefined;
   return new FocusChatError(
-    body?.error?.code ?? `http_${response.status}`,
-    body?.error?.message ?? `The backend answered ${response.status}.`,
-    response.status,
+    body?.error?.code ?? `http_${answer.status}`,
+    body?.error?.message ?? `The backend answered ${answer.status}.`,
+    answer.status,
     jobId,
   );
 }
@@ -136,55 +182,60 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const timeoutMs = options.timeoutMs ?? 5 * 60_000;
   const maxPostAttempts = options.maxPostAttempts ?? 6;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
   const minPollMs = options.minPollMs ?? 500;
   const maxPollMs = options.maxPollMs ?? 10_000;
   const newKey = options.newKey ?? (() => globalThis.crypto.randomUUID());
 
-  /** A deadline shared by every step of one call; past it, a timeout error. */
+  /** A deadline shared by every step of one call: waits past it are a timeout error, calls are cut at it. */
   function deadlineGuard(signal: AbortSignal | undefined) {
     const deadline = Date.now() + timeoutMs;
-    return async (ms: number) => {
+    const wait = async (ms: number) => {
       if (Date.now() + ms > deadline) {
         throw new FocusChatError('timeout', 'No answer in time. Please try again.');
       }
       await sleep(ms, signal);
     };
+    const call = (url: string, init: RequestInit) =>
+      exchange(doFetch, url, init, Math.max(1, Math.min(requestTimeoutMs, deadline - Date.now())), signal);
+    return { wait, call };
   }
 
   async function queue(
     message: string,
     queueOptions: Omit<SendOptions, 'onProgress'> & { idempotencyKey?: string } = {},
-    wait = deadlineGuard(queueOptions.signal),
+    { wait, call } = deadlineGuard(queueOptions.signal),
   ): Promise<QueuedJob> {
     const key = queueOptions.idempotencyKey ?? newKey();
     const body = JSON.stringify({ message, ...(queueOptions.history ? { history: queueOptions.history } : {}) });
     let lastError: FocusChatError = new FocusChatError('network_error', 'Cannot reach the backend.');
     for (let attempt = 1; attempt <= maxPostAttempts; attempt += 1) {
       const backoffMs = Math.min(500 * 2 ** (attempt - 1), 8000);
-      let response: Response;
+      // No wait after the last attempt: its error is the answer.
+      const again = (ms: number) => (attempt < maxPostAttempts ? wait(ms) : undefined);
+      let answer: Answer;
       try {
-        response = await doFetch(`${baseUrl}/api/chat/queue`, {
+        answer = await call(`${baseUrl}/api/chat/queue`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'idempotency-key': key, ...options.headers?.() },
           body,
-          signal: queueOptions.signal,
         });
       } catch (error) {
         if (queueOptions.signal?.aborted) {
           throw new FocusChatError('aborted', 'The request was cancelled.');
         }
         lastError = new FocusChatError('network_error', `Cannot reach the backend (${(error as Error).message}).`);
-        await wait(backoffMs);
+        await again(backoffMs);
         continue;
       }
-      if (response.status === 202) {
-        return (await response.json()) as QueuedJob;
+      if (answer.status === 202) {
+        return answer.body as QueuedJob;
       }
-      lastError = await errorFrom(response);
-      if (!RETRYABLE_POST.has(response.status)) {
+      lastError = errorFrom(answer);
+      if (!RETRYABLE_POST.has(answer.status)) {
         throw lastError;
       }
-      await wait(retryAfterMs(response) ?? backoffMs);
+      await again(answer.retryAfterMs ?? backoffMs);
     }
     throw lastError;
   }
@@ -192,7 +243,7 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
   async function waitFor(
     jobId: string,
     waitOptions: Omit<SendOptions, 'history'> = {},
-    wait = deadlineGuard(waitOptions.signal),
+    { wait, call } = deadlineGuard(waitOptions.signal),
     firstEstimate?: number,
   ): Promise<ChatReply> {
     const pace = (estimatedSeconds: number) => Math.min(maxPollMs, Math.max(minPollMs, (estimatedSeconds * 1000) / 3));
@@ -200,11 +251,10 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
     let failures = 0;
     for (;;) {
       await wait(delayMs);
-      let response: Response;
+      let answer: Answer;
       try {
-        response = await doFetch(`${baseUrl}/api/chat/status/${encodeURIComponent(jobId)}`, {
+        answer = await call(`${baseUrl}/api/chat/status/${encodeURIComponent(jobId)}`, {
           headers: { ...options.headers?.() },
-          signal: waitOptions.signal,
         });
       } catch {
         if (waitOptions.signal?.aborted) {
@@ -214,26 +264,27 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
         delayMs = Math.min(maxPollMs, minPollMs * 2 ** failures);
         continue;
       }
-      if (response.status === 404) {
+      if (answer.status === 404) {
         throw new FocusChatError('not_found', 'The job is unknown or has expired.', 404, jobId);
       }
-      if (response.status !== 200) {
-        if (response.status < 500 && response.status !== 429) {
-          throw await errorFrom(response, jobId);
+      if (answer.status !== 200) {
+        if (answer.status < 500 && answer.status !== 429) {
+          throw errorFrom(answer, jobId);
         }
         failures += 1;
-        delayMs = retryAfterMs(response) ?? Math.min(maxPollMs, minPollMs * 2 ** failures);
+        delayMs = answer.retryAfterMs ?? Math.min(maxPollMs, minPollMs * 2 ** failures);
         continue;
       }
       failures = 0;
-      const status = (await response.json()) as JobStatus;
-      if (status.status === 'completed') {
+      // Not JSON (a proxy's page?): poll again at the same pace.
+      const status = answer.body as JobStatus | undefined;
+      if (status?.status === 'completed') {
         return status.result;
       }
-      if (status.status === 'failed') {
+      if (status?.status === 'failed') {
         throw new FocusChatError(status.error.code, status.error.message, undefined, jobId);
       }
-      if (status.status === 'processing') {
+      if (status?.status === 'processing') {
         waitOptions.onProgress?.({ ...status, jobId });
         delayMs = pace(status.estimatedTime);
       }
@@ -244,9 +295,9 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
     queue: (message, queueOptions) => queue(message, queueOptions),
     waitFor: (jobId, waitOptions) => waitFor(jobId, waitOptions),
     async send(message, sendOptions = {}) {
-      const wait = deadlineGuard(sendOptions.signal);
-      const job = await queue(message, sendOptions, wait);
-      return waitFor(job.jobId, sendOptions, wait, job.estimatedTime);
+      const guard = deadlineGuard(sendOptions.signal);
+      const job = await queue(message, sendOptions, guard);
+      return waitFor(job.jobId, sendOptions, guard, job.estimatedTime);
     },
   };
 }

@@ -8,7 +8,7 @@ import { QUEUE_TEST_ENV } from '../helpers/queue-http.js';
 import { deletePrefix, startTestBackend, type TestBackend } from '../helpers/test-backend.js';
 
 /** What the proxy does to the next POST /api/chat/queue; everything else is forwarded. */
-type Mischief = 'none' | 'lose-answer' | 'drop-connection' | 'rate-limit';
+type Mischief = 'none' | 'lose-answer' | 'drop-connection' | 'rate-limit' | 'queue-full' | 'hang';
 
 /**
  * A proxy in front of a real backend that misbehaves on demand, like an
@@ -53,6 +53,15 @@ async function startFlakyProxy(target: string) {
     if (act === 'rate-limit') {
       response.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
       response.end(JSON.stringify({ error: { code: 'rate_limited', message: 'slow down' } }));
+      return;
+    }
+    if (act === 'queue-full') {
+      response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '30' });
+      response.end(JSON.stringify({ error: { code: 'queue_full', message: 'The queue is full.' } }));
+      return;
+    }
+    if (act === 'hang') {
+      // An instance that froze (or a host gone without a reset): the connection stays open, no answer ever comes.
       return;
     }
     const answer = await forward(request, body);
@@ -142,6 +151,30 @@ describe('focus chat client against a real backend', () => {
     expect(proxy.posts).toHaveLength(2);
     const [firstAt = 0, secondAt = 0] = proxy.posts.map((post) => post.at);
     expect(secondAt - firstAt).toBeGreaterThanOrEqual(950);
+  });
+
+  it('gives up on a hung POST after requestTimeoutMs and sends it again with the same key', async () => {
+    proxy.misbehave('hang');
+    const reply = await createFocusChatClient({
+      baseUrl: proxy.url,
+      minPollMs: 100,
+      timeoutMs: 20_000,
+      requestTimeoutMs: 1000,
+    }).send(uniqueMessage());
+    expect(reply.response).toMatch(/^\[sim\] /);
+    expect(proxy.posts).toHaveLength(2);
+    expect(proxy.posts[1]?.idempotencyKey).toBe(proxy.posts[0]?.idempotencyKey);
+    expect(simulator.stats().requests).toBe(1);
+  });
+
+  it('rejects with the last error once the POST attempts are spent, without waiting for another try', async () => {
+    proxy.misbehave('queue-full');
+    const refused = await createFocusChatClient({ baseUrl: proxy.url, timeoutMs: 20_000, maxPostAttempts: 1 })
+      .send(uniqueMessage())
+      .catch((error: unknown) => error);
+    // Not "timeout": a 30 s Retry-After past the deadline is no reason to hide the backend's answer.
+    expect(refused).toMatchObject({ name: 'FocusChatError', code: 'queue_full', status: 503 });
+    expect(proxy.posts).toHaveLength(1);
   });
 
   it('rejects with the backend error code when the job fails or the input is bad', async () => {
