@@ -62,7 +62,9 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
     const context = { signal: request.signal, log: request.log };
     const labels = { provider: provider.name, model: provider.model };
     const estimate = estimateTokens(request.messages, request.maxTokens);
-    const budgetEnd = Date.now() + retry.budgetMs;
+    // The retry budget (calls and backoff) starts with the first granted reservation: a
+    // quota wait longer than the budget must not leave the call itself MIN_CALL_MS.
+    let budgetEnd: number | undefined;
     const exhausted = (error: UpstreamError): Failure => ({
       ok: false,
       reason: error.kind === 'rate_limited' ? 'quota' : 'error',
@@ -85,6 +87,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
         return { ok: false, reason: 'quota', error };
       }
 
+      budgetEnd ??= Date.now() + retry.budgetMs;
       const started = performance.now();
       try {
         const timeoutMs = Math.max(MIN_CALL_MS, budgetEnd - Date.now());

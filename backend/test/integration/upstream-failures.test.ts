@@ -19,7 +19,7 @@ describe('Groq failing', () => {
       GROQ_BASE_URL: simulator.url,
       GROQ_API_KEY: 'test-key',
       GROQ_TIMEOUT_MS: String(GROQ_TIMEOUT_MS),
-      // One call per request: these cases pin how each Groq error is rendered (retries: llm-gateway tests).
+      // One call per request: these cases pin how each Groq error is rendered (retries: upstream-retries.test.ts).
       UPSTREAM_MAX_ATTEMPTS: '1',
       MAX_REQUESTS_PER_MINUTE: '100000',
       INSTANCE_ID,
