@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConfigError, loadConfig } from '../../backend/src/config.js';
 import { freePort, isPortFree, pollUntil, sleep } from './ports.js';
 import { ensureCommands, hasCommand } from './prerequisites.js';
 import { endStackProcesses, isRunning, isStackProcess } from './process-group.js';
@@ -76,6 +77,28 @@ async function checkPorts(settings: StackSettings): Promise<{ caddyAdminPort: nu
   };
 }
 
+/**
+ * The instances' settings, checked here as instance 1 will read them: a bad
+ * one would otherwise show only as a crash loop until the supervisor gives up.
+ */
+function checkBackendConfig(settings: StackSettings): void {
+  try {
+    loadConfig({
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(slotPort(settings, 0)),
+      LISTEN_FD: '3',
+      // The supervisor points them at the simulator it starts.
+      ...(needsSimulator(process.env) ? { GROQ_BASE_URL: 'http://127.0.0.1' } : {}),
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      throw new UsageError(`The instances would not start; fix and run make up again:\n${error.problems.join('\n')}`);
+    }
+    throw error;
+  }
+}
+
 async function chatAnswers(publicUrl: string): Promise<boolean> {
   const response = await fetch(`${publicUrl}/api/chat`, {
     method: 'POST',
@@ -102,6 +125,7 @@ async function up(settings: StackSettings, paths: RunPaths, rawCount: string | u
     removeRunState(paths);
   }
 
+  checkBackendConfig(settings);
   const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
   const needs = ['caddy'];
   if (!(await redisReachable(redisUrl))) {

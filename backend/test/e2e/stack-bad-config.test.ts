@@ -1,0 +1,26 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { readRunState, runPaths } from '../../../deploy/local/run-state.js';
+import { localStackEnv, runMake } from '../helpers/local-stack.js';
+
+/**
+ * A setting the instances refuse must stop `make up` at once, naming it,
+ * rather than leave them in a crash loop until the supervisor gives up.
+ */
+
+let env: Record<string, string>;
+
+afterAll(async () => {
+  await runMake(['down'], env).catch(() => undefined);
+});
+
+describe('make up with a bad backend setting', () => {
+  it('fails at once, naming the variable, and starts nothing', async () => {
+    env = await localStackEnv({ MAX_REQUESTS_PER_MINUTE: 'many' });
+    const failure = await runMake(['up', 'N=2'], env, 30_000).then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    expect(failure).toMatch(/^MAX_REQUESTS_PER_MINUTE: /m);
+    expect(readRunState(runPaths(env.RUN_DIR as string))).toBeUndefined();
+  });
+});
