@@ -91,8 +91,10 @@ return -2
 `);
 
 /**
- * The job goes back in line, at the end: delayed (quota, retry backoff) or
- * waiting (handed back at shutdown, recovered from a dead worker).
+ * The job goes back in line where BullMQ puts it: delayed (quota, retry
+ * backoff) at the end, as BullMQ promotes it behind the waiting jobs; waiting
+ * (handed back at shutdown, recovered from a dead worker) at the front, as
+ * BullMQ runs such a job next.
  * KEYS: line, seq, job, stats. ARGV: jobId, state, delayMs, attempt duration ms or ""
  */
 export const parkScript = redisScript(`${COMMON}
@@ -100,7 +102,12 @@ local now = now_ms()
 if ARGV[4] ~= '' then record_throughput(KEYS[4], KEYS[1], now, tonumber(ARGV[4])) end
 local state = redis.call('HGET', KEYS[3], 'state')
 if not state or state == 'completed' or state == 'failed' then return 0 end
-redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
+local score
+if ARGV[2] == 'waiting' then
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if head[2] then score = tonumber(head[2]) - 1 end
+end
+redis.call('ZADD', KEYS[1], score or redis.call('INCR', KEYS[2]), ARGV[1])
 redis.call('HSET', KEYS[3], 'state', ARGV[2], 'readyAt', now + tonumber(ARGV[3]))
 return 1
 `);

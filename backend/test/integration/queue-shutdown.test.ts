@@ -65,15 +65,26 @@ describe('queue worker at shutdown', () => {
     const leaving = await backend(prefix, { QUEUE_SHUTDOWN_GRACE_MS: '300' });
     const jobId = await queueAndWaitUntilUpstream(leaving);
 
+    const behind = (await postQueue(leaving.url, { message: `Next in line ${randomUUID()}` })).json as QueuedBody;
+    expect(behind.position).toBe(1);
+
     const stopping = Date.now();
     await leaving.close();
     expect(Date.now() - stopping).toBeLessThan(5000);
     expect(leaving.logs.text).toMatch(/job handed back at shutdown/);
 
+    // BullMQ puts a handed-back job at the front of its wait list: the places shown must say so.
+    const reader = await backend(prefix, { ROLE: 'api' });
+    expect((await getStatus(reader.url, jobId)).json).toMatchObject({ state: 'waiting', position: 1 });
+    expect((await getStatus(reader.url, behind.jobId)).json).toMatchObject({ state: 'waiting', position: 2 });
+
     simulator.configure({ latencyMs: 20 });
     const successor = await backend(prefix);
     const done = await pollUntilDone(successor.url, jobId, { timeoutMs: 10_000 });
     expect(done).toMatchObject({ status: 'completed' });
-    expect(simulator.stats().requests).toBe(2);
+    expect(await pollUntilDone(successor.url, behind.jobId, { timeoutMs: 10_000 })).toMatchObject({
+      status: 'completed',
+    });
+    expect(simulator.stats().requests).toBe(3);
   });
 });
