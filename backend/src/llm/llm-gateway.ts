@@ -87,6 +87,12 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
         return { ok: false, reason: 'quota', error };
       }
 
+      // Checked again with no await before execute(): a caller that passed the first check
+      // while the circuit was cooling down must not queue behind (then repeat) the probe.
+      if (breaker.skipping) {
+        await quota.settle(reservation.id, { kind: 'unused' }, context);
+        return circuitOpen(route);
+      }
       budgetEnd ??= Date.now() + retry.budgetMs;
       const started = performance.now();
       try {

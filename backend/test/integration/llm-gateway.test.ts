@@ -3,6 +3,7 @@ import { createLlmGateway } from '../../src/llm/llm-gateway.js';
 import { createProviderBreaker } from '../../src/llm/provider-breaker.js';
 import { createQuotaGovernor } from '../../src/llm/quota-governor.js';
 import type { Completion, CompletionRequest, LlmProvider } from '../../src/llm/types.js';
+import { UpstreamError } from '../../src/llm/upstream-error.js';
 import { createRedisClient, type Redis, waitForRedis } from '../../src/redis/redis-client.js';
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
 import { createLogger } from '../../src/telemetry/logger.js';
@@ -10,6 +11,8 @@ import { createMetrics } from '../../src/telemetry/metrics.js';
 import { deletePrefix, testPrefix } from '../helpers/test-backend.js';
 
 const logger = createLogger({ level: 'silent', instanceId: 'gateway-test' });
+const UNLIMITED = { requestsPerMinute: 0, tokensPerMinute: 0, requestsPerDay: 0, tokensPerDay: 0 };
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A provider that answers at once and remembers the timeout each call was given. */
 function recordingProvider(): LlmProvider & { timeouts: (number | undefined)[] } {
@@ -51,7 +54,7 @@ describe('llm gateway (real Redis quota, fake provider)', () => {
       redis,
       prefix,
       provider: 'groq',
-      limits: { requestsPerMinute: 0, tokensPerMinute: 0, requestsPerDay: 0, tokensPerDay: 0 },
+      limits: UNLIMITED,
       callTimeoutMs: 10_000,
       metrics,
       logger,
@@ -81,5 +84,58 @@ describe('llm gateway (real Redis quota, fake provider)', () => {
     expect(provider.timeouts).toHaveLength(1);
     // Was MIN_CALL_MS (1 s): the budget had run out while waiting for quota.
     expect(provider.timeouts[0]).toBeGreaterThan(1900);
+  });
+
+  it('lets exactly one probe through a half-open circuit; concurrent calls are skipped, not queued behind it', async () => {
+    const metrics = createMetrics();
+    let calls = 0;
+    let healthy = false;
+    const provider: LlmProvider = {
+      name: 'groq',
+      model: 'test-model',
+      async complete(): Promise<Completion> {
+        calls += 1;
+        if (!healthy) {
+          throw new UpstreamError('unavailable', 'groq', 'upstream error 500', 500);
+        }
+        await pause(300);
+        return { text: 'ok', model: 'test-model', provider: 'groq', usage: { promptTokens: 1, completionTokens: 1 } };
+      },
+    };
+    const gateway = createLlmGateway({
+      primary: {
+        provider,
+        quota: createQuotaGovernor({
+          redis,
+          prefix: `${prefix}probe:`,
+          provider: 'groq',
+          limits: UNLIMITED,
+          callTimeoutMs: 10_000,
+          metrics,
+          logger,
+          tracker: createDegradationTracker('quota-groq', logger, metrics),
+        }),
+        breaker: createProviderBreaker({ provider: 'groq', failureThreshold: 1, cooldownMs: 150, metrics, logger }),
+      },
+      retry: { maxAttempts: 1, budgetMs: 5000, baseDelayMs: 50, maxDelayMs: 400 },
+      defaultQuotaWaitMs: 0,
+      metrics,
+      logger,
+    });
+    const ask = () => gateway.complete({ messages: [{ role: 'user', content: 'hi' }], maxTokens: 10, temperature: 0 });
+
+    await expect(ask()).rejects.toMatchObject({ kind: 'unavailable', status: 500 });
+    await expect(ask()).rejects.toMatchObject({ kind: 'unavailable', message: 'circuit open' });
+    expect(calls).toBe(1);
+
+    await pause(200);
+    healthy = true;
+    const outcomes = await Promise.allSettled(Array.from({ length: 5 }, ask));
+    expect(calls).toBe(2);
+    expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
+    for (const outcome of outcomes.filter((each) => each.status === 'rejected')) {
+      expect(outcome.reason).toMatchObject({ kind: 'unavailable', message: 'circuit open' });
+    }
+    expect(gateway.status().upstream.groq?.circuit).toBe('closed');
   });
 });
