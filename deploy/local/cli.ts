@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../backend/src/config.js';
 import { freePort, isPortFree, pollUntil, sleep } from './ports.js';
 import { ensureCommands, hasCommand } from './prerequisites.js';
-import { endStackProcesses, isRunning, isStackProcess } from './process-group.js';
+import { endStackProcesses, isRunning, isStackProcess, stackProcesses } from './process-group.js';
 import {
   type RunPaths,
   type RunState,
@@ -275,7 +275,14 @@ async function main(argv: readonly string[]): Promise<void> {
       if (state) {
         write(formatStatus(state, runPaths(settings.runDir).logs));
       } else {
-        write(`Not running (${paths.dir}). Start it with make up.`);
+        // A supervisor killed with -9 leaves its children serving: say so, or "not running" would be a lie.
+        const state = readRunState(paths);
+        const left = state ? (stackProcesses(state.supervisorPid, paths.dir)?.length ?? 0) : 0;
+        write(
+          left > 0
+            ? `Not running: the supervisor is gone, but ${left} process(es) of the stack still run. make down ends them.`
+            : `Not running (${paths.dir}). Start it with make up.`,
+        );
       }
       return;
     }
