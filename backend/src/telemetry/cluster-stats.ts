@@ -53,6 +53,7 @@ export interface ClusterStats {
   /** Writes what is pending now (at shutdown). Never rejects. */
   flush(): Promise<void>;
   activeUsers(): Promise<number>;
+  /** The window as read at most SNAPSHOT_MAX_AGE_MS ago. */
   lastMinute(): Promise<ClusterSnapshot>;
 }
 
@@ -66,6 +67,11 @@ export interface ClusterStatsOptions {
 
 /** How long samples gather in memory before one write; the figures lag by at most this. */
 const FLUSH_INTERVAL_MS = 250;
+/**
+ * A window read (61 commands, a few ms of parsing) is shared by the pages asked
+ * for within this time, so polling the stats pages cannot multiply its cost.
+ */
+const SNAPSHOT_MAX_AGE_MS = 1000;
 
 function emptyTotals(): WindowTotals {
   return {
@@ -119,6 +125,7 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
   const activeWindowMs = options.activeUserWindowSeconds * 1000;
   const batch = createStatsBatch();
   let timer: NodeJS.Timeout | undefined;
+  let snapshot: { readAtMs: number; value: Promise<ClusterSnapshot> } | undefined;
 
   function schedule(): void {
     if (!timer) {
@@ -179,6 +186,19 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
     }
   }
 
+  async function readLastMinute(nowMs: number): Promise<ClusterSnapshot> {
+    const pipeline = redis.pipeline().zcount(activeKey, nowMs - activeWindowMs, '+inf');
+    for (const key of windowKeys(prefix, currentSecond(nowMs))) {
+      pipeline.hgetall(key);
+    }
+    const [count, ...buckets] = await read(pipeline);
+    const totals = emptyTotals();
+    for (const bucket of buckets) {
+      addBucket(totals, bucket as Record<string, string>);
+    }
+    return { activeUsers: Number(count), totals };
+  }
+
   return {
     recordRequest(sample) {
       const nowMs = Date.now();
@@ -213,18 +233,21 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
       return Number(count);
     },
 
-    async lastMinute() {
+    lastMinute() {
       const nowMs = Date.now();
-      const pipeline = redis.pipeline().zcount(activeKey, nowMs - activeWindowMs, '+inf');
-      for (const key of windowKeys(prefix, currentSecond(nowMs))) {
-        pipeline.hgetall(key);
+      if (snapshot && nowMs - snapshot.readAtMs < SNAPSHOT_MAX_AGE_MS) {
+        return snapshot.value;
       }
-      const [count, ...buckets] = await read(pipeline);
-      const totals = emptyTotals();
-      for (const bucket of buckets) {
-        addBucket(totals, bucket as Record<string, string>);
-      }
-      return { activeUsers: Number(count), totals };
+      const value = readLastMinute(nowMs);
+      const current = { readAtMs: nowMs, value };
+      snapshot = current;
+      // A failed read is not shared: the next page asks Redis again.
+      value.catch(() => {
+        if (snapshot === current) {
+          snapshot = undefined;
+        }
+      });
+      return value;
     },
   };
 }

@@ -27,6 +27,8 @@ describe('cluster stats when Redis goes away', () => {
     for (let index = 0; index < 5; index += 1) {
       expect((await httpFrom(`${backend.url}/api/chat`, { body: { message: 'Where do I begin?' } })).status).toBe(200);
     }
+    // The snapshot read before the outage may still be shared for up to a second.
+    await waitFor(async () => (await httpFrom(`${backend.url}/dashboard`)).status === 503, 5000, 'stats refused');
     for (const path of ['/dashboard', '/api/chat/stats']) {
       const answer = await httpFrom(`${backend.url}${path}`);
       expect(answer.status).toBe(503);
