@@ -125,7 +125,7 @@ return report(1, 0, 'ok', 1, cost)
  * KEYS: log, tokens, sum, inflight, pause, learned:rpm, day:requests, day:tokens
  * ARGV: id, mode, tokens, pauseMs, learnRequests (0|1), learnedTtlMs, windowMs
  * mode "used": the call counts, with `tokens` (real usage); its window starts now, when
- *   the upstream has surely counted it.
+ *   the upstream has surely counted it (even when its reservation left the window meanwhile).
  * mode "release": the upstream refused it (429) and did not count it; `pauseMs` pauses
  *   every instance, and with learnRequests the requests-per-minute limit drops to what
  *   we had in the window when the upstream said no.
@@ -142,6 +142,12 @@ if mode == 'used' then
     redis.call('INCRBY', sum, delta)
     redis.call('INCRBY', KEYS[8], delta)
     redis.call('ZADD', log, 'XX', now, id)
+  else
+    -- Evicted while its call outlived the window: the upstream counts it from now all the same.
+    redis.call('HSET', tokens, id, ARGV[3])
+    redis.call('INCRBY', sum, ARGV[3])
+    redis.call('ZADD', log, now, id)
+    for _, key in ipairs({log, tokens, sum}) do redis.call('PEXPIRE', key, tonumber(ARGV[7]) * 2) end
   end
   return 1
 end

@@ -83,6 +83,21 @@ describe('quota governor (real Redis)', () => {
     expect((await reserveNow(quota, 400)).granted).toBe(true);
   });
 
+  it('counts a call that outlived the window: the upstream counts it when it completes', async () => {
+    const prefix = fresh('long-call');
+    const quota = governor(prefix, { tokensPerMinute: 1000 });
+    const call = await reserveNow(quota, 400);
+    // What eviction does to a reservation older than the window while its call still runs
+    // (a timeout above a minute, e.g. a slow self-hosted fallback).
+    const base = `${prefix}quota:{groq}:`;
+    await redis.zrem(`${base}log`, call.granted ? (call.id as string) : '');
+    await redis.hdel(`${base}tokens`, call.granted ? (call.id as string) : '');
+    await redis.decrby(`${base}sum`, 400);
+    await quota.settle(call.granted ? call.id : undefined, { kind: 'counted', tokens: 800 });
+    expect(await reserveNow(quota, 300)).toMatchObject({ granted: false, reason: 'tokens' });
+    expect(await redis.pttl(`${base}sum`)).toBeGreaterThan(0);
+  });
+
   it('waits for room when it comes within the deadline, and refuses at once when it does not', async () => {
     const quota = governor(fresh('wait'), { tokensPerMinute: 500 });
     const holder = await reserveNow(quota, 500);
