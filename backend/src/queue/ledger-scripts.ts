@@ -12,6 +12,16 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A place in line is a time in microseconds: arrival for a waiting job, due
+-- time for a delayed one (BullMQ queues it behind whatever arrived before it
+-- was due). Arrivals get strictly increasing places, kept in the seq key.
+local function arrival_place(seq)
+  local t = redis.call('TIME')
+  local place = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), (tonumber(redis.call('GET', seq)) or 0) + 1)
+  redis.call('SET', seq, place)
+  return place
+end
+
 -- A bias-corrected exponentially weighted mean: sum and weight decay alike, so
 -- the first samples count fully instead of being pulled towards zero.
 local function average(stats, field, sample)
@@ -51,8 +61,7 @@ if KEYS[4] ~= '' then
 end
 local stats = redis.call('HMGET', KEYS[5], 'iS', 'iW', 'dS', 'dW')
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {'full', stats} end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('ZADD', KEYS[1], seq, ARGV[1])
+redis.call('ZADD', KEYS[1], arrival_place(KEYS[2]), ARGV[1])
 redis.call('HSET', KEYS[3], 'owner', ARGV[2], 'state', 'waiting', 'enqueuedAt', now_ms())
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[5]) end
@@ -92,7 +101,7 @@ return -2
 
 /**
  * The job goes back in line where BullMQ puts it: delayed (quota, retry
- * backoff) at the end, as BullMQ promotes it behind the waiting jobs; waiting
+ * backoff) at its due time, behind the jobs that arrive before then; waiting
  * (handed back at shutdown, recovered from a dead worker) at the front, as
  * BullMQ runs such a job next.
  * KEYS: line, seq, job, stats. ARGV: jobId, state, delayMs, attempt duration ms or ""
@@ -102,12 +111,14 @@ local now = now_ms()
 if ARGV[4] ~= '' then record_throughput(KEYS[4], KEYS[1], now, tonumber(ARGV[4])) end
 local state = redis.call('HGET', KEYS[3], 'state')
 if not state or state == 'completed' or state == 'failed' then return 0 end
-local score
+local place
 if ARGV[2] == 'waiting' then
   local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if head[2] then score = tonumber(head[2]) - 1 end
+  place = head[2] and tonumber(head[2]) - 1 or arrival_place(KEYS[2])
+else
+  place = (now + tonumber(ARGV[3])) * 1000
 end
-redis.call('ZADD', KEYS[1], score or redis.call('INCR', KEYS[2]), ARGV[1])
+redis.call('ZADD', KEYS[1], place, ARGV[1])
 redis.call('HSET', KEYS[3], 'state', ARGV[2], 'readyAt', now + tonumber(ARGV[3]))
 return 1
 `);

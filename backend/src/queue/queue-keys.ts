@@ -8,9 +8,10 @@ export const bullPrefix = (redisPrefix: string) => `${redisPrefix}bull`;
 
 /**
  * Our keys beside BullMQ's:
- * - line: the waiting jobs in arrival order (sorted set, score = arrival sequence),
- *   so a position is one ZRANK instead of a scan of the wait list
- * - seq: the arrival sequence counter
+ * - line: the jobs not yet started, in the order BullMQ will run them (sorted
+ *   set, score = arrival time, or due time for a delayed job, in µs), so a
+ *   position is one ZRANK instead of a scan of the wait list
+ * - seq: the last arrival place handed out (keeps arrivals strictly ordered)
  * - job: the public record of one job (owner, state, result or error), small
  *   enough to read on every poll, unlike the BullMQ hash that holds the message
  * - idem: Idempotency-Key → job id, per caller

@@ -42,9 +42,15 @@ describe('a queued job when the upstream is at capacity', () => {
   let chatQueue: ChatQueue;
   let worker: ChatWorker;
   const calls: number[] = [];
+  /** Messages other than 'help' (the first test's) answer as the second test says. */
+  const scripted = new Map<string, () => Promise<ChatAnswer>>();
 
   const chat: ChatService = {
-    async answer() {
+    async answer(request) {
+      const script = scripted.get(request.message);
+      if (script) {
+        return script();
+      }
       calls.push(Date.now());
       if (calls.length <= 3) {
         throw new UpstreamError('rate_limited', 'groq', 'quota spent', undefined, 400);
@@ -123,5 +129,62 @@ describe('a queued job when the upstream is at capacity', () => {
     const gaps = calls.slice(1).map((at, index) => at - (calls[index] as number));
     expect(Math.min(...gaps)).toBeGreaterThanOrEqual(390);
     expect(await chatQueue.status('ip:192.0.2.2', jobId)).toBeUndefined();
+  });
+
+  it('places a delayed job in line by the time it is due, not ahead of jobs that will run before it', async () => {
+    const caller = 'ip:192.0.2.3';
+    const enqueue = async (message: string) =>
+      (
+        await chatQueue.enqueue({
+          callerId: caller,
+          request: { message, history: [] },
+          requestId: message,
+          idempotencyKey: undefined,
+        })
+      ).jobId;
+    let delays = 0;
+    scripted.set('later', async () => {
+      delays += 1;
+      if (delays === 1) {
+        throw new UpstreamError('rate_limited', 'groq', 'quota spent', undefined, 3000);
+      }
+      return ANSWER;
+    });
+    let release: () => void = () => undefined;
+    scripted.set('busy', () => new Promise<ChatAnswer>((resolve) => (release = () => resolve(ANSWER))));
+    scripted.set('next', async () => ANSWER);
+
+    const later = await enqueue('later');
+    await waitFor(
+      async () => {
+        const status = await chatQueue.status(caller, later);
+        return status?.status === 'processing' && status.state === 'delayed';
+      },
+      5000,
+      'the first job to be delayed',
+    );
+    const busy = await enqueue('busy');
+    await waitFor(
+      async () => {
+        const status = await chatQueue.status(caller, busy);
+        return status?.status === 'processing' && status.state === 'active';
+      },
+      5000,
+      'the only worker to be busy',
+    );
+    const next = await enqueue('next');
+
+    // BullMQ runs 'next' as soon as the worker is free, and 'later' only once its 3 s are up.
+    expect(await chatQueue.status(caller, next)).toMatchObject({ state: 'waiting', position: 1 });
+    expect(await chatQueue.status(caller, later)).toMatchObject({ state: 'delayed', position: 2 });
+
+    release();
+    for (const jobId of [next, later]) {
+      await waitFor(
+        async () => (await chatQueue.status(caller, jobId))?.status === 'completed',
+        10_000,
+        'the jobs to complete',
+      );
+    }
   });
 });
