@@ -159,7 +159,12 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         // instead of being refused.
         const address =
           config.LISTEN_FD === undefined ? { port: config.PORT, host: config.HOST } : { fd: config.LISTEN_FD };
-        server.listen(address, () => resolve());
+        server.listen(address, () => {
+          // Only a failure to listen rejects; later server errors must not vanish into it.
+          server.off('error', reject);
+          server.on('error', (error) => logger.error({ err: error }, 'http server error'));
+          resolve();
+        });
       });
       const { port } = server.address() as AddressInfo;
       logger.info({ port, host: config.HOST }, 'listening');

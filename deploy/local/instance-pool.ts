@@ -53,7 +53,8 @@ export function instanceId(slotIndex: number): string {
 export function createInstancePool(options: InstancePoolOptions): InstancePool {
   const { settings, paths, logger } = options;
   const slots = new Map<number, Slot>();
-  const shutdownTimeoutMs = Number(options.env.SHUTDOWN_TIMEOUT_MS ?? 15_000);
+  // `||`: an empty value means unset, as in the instances' own config.
+  const shutdownTimeoutMs = Number(options.env.SHUTDOWN_TIMEOUT_MS || 15_000);
   let desired = 0;
   let stopping = false;
   let polling = false;
