@@ -98,7 +98,8 @@ describe('llm gateway (real Redis quota, fake provider)', () => {
         if (!healthy) {
           throw new UpstreamError('unavailable', 'groq', 'upstream error 500', 500);
         }
-        await pause(300);
+        // Long enough that the other callers' reservations are all answered while it runs.
+        await pause(800);
         return { text: 'ok', model: 'test-model', provider: 'groq', usage: { promptTokens: 1, completionTokens: 1 } };
       },
     };
@@ -115,7 +116,7 @@ describe('llm gateway (real Redis quota, fake provider)', () => {
           logger,
           tracker: createDegradationTracker('quota-groq', logger, metrics),
         }),
-        breaker: createProviderBreaker({ provider: 'groq', failureThreshold: 1, cooldownMs: 150, metrics, logger }),
+        breaker: createProviderBreaker({ provider: 'groq', failureThreshold: 1, cooldownMs: 1000, metrics, logger }),
       },
       retry: { maxAttempts: 1, budgetMs: 5000, baseDelayMs: 50, maxDelayMs: 400 },
       defaultQuotaWaitMs: 0,
@@ -128,7 +129,7 @@ describe('llm gateway (real Redis quota, fake provider)', () => {
     await expect(ask()).rejects.toMatchObject({ kind: 'unavailable', message: 'circuit open' });
     expect(calls).toBe(1);
 
-    await pause(200);
+    await pause(1100);
     healthy = true;
     const outcomes = await Promise.allSettled(Array.from({ length: 5 }, ask));
     expect(calls).toBe(2);
