@@ -100,8 +100,21 @@ describe('Redis stopped', () => {
     expectOncePerConnection(logged(backend, /redis connection lost/));
     expect(logged(backend, /^rate-limit: redis failing/)).toHaveLength(1);
     expect(logged(backend, /^response-cache: redis failing/)).toHaveLength(1);
-    const warnings = () =>
-      backend.logs.lines.filter((line) => (JSON.parse(line) as { level: string }).level === 'warn').length;
+    const warnLines = () =>
+      backend.logs.lines
+        .map((line) => JSON.parse(line) as { level: string; component?: string })
+        .filter((line) => line.level === 'warn');
+    const warnings = () => warnLines().length;
+    // Off the request path, the stats flush and the queue's reconnects meet the
+    // outage on their own timers: their one warning each must be in before counting.
+    await waitFor(
+      async () => {
+        const components = new Set(warnLines().map((line) => line.component));
+        return ['cluster-stats', 'queue', 'queue-worker'].every((component) => components.has(component));
+      },
+      5000,
+      'the background components to log the outage',
+    );
     const before = warnings();
     for (let index = 0; index < 5; index += 1) {
       expect(
