@@ -4,6 +4,12 @@ import type { PublicError } from './job-ledger.js';
 
 /** Used when the upstream says "rate limited" without saying for how long. */
 export const DEFAULT_QUOTA_DELAY_MS = 5000;
+/**
+ * The shortest quota delay: while calls in flight hold their token estimates the
+ * governor says "room in ~100 ms" again and again; a queued job is not in a hurry,
+ * and re-queuing it ten times a second only churns Redis.
+ */
+export const MIN_QUOTA_DELAY_MS = 1000;
 
 /**
  * What a failed attempt means for the job:
@@ -20,7 +26,7 @@ export function judgeFailure(error: unknown): FailureVerdict {
     return { kind: 'retry' };
   }
   if (error.kind === 'rate_limited') {
-    return { kind: 'wait', delayMs: Math.max(error.retryAfterMs ?? DEFAULT_QUOTA_DELAY_MS, 1) };
+    return { kind: 'wait', delayMs: Math.max(error.retryAfterMs ?? DEFAULT_QUOTA_DELAY_MS, MIN_QUOTA_DELAY_MS) };
   }
   if (error.kind === 'rejected' || error.kind === 'misconfigured') {
     return { kind: 'give_up' };

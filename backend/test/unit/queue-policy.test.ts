@@ -3,7 +3,7 @@ import { UpstreamError } from '../../src/llm/upstream-error.js';
 import { estimateSeconds, movingAverage } from '../../src/queue/eta.js';
 import { parseIdempotencyKey, requestFingerprint } from '../../src/queue/idempotency.js';
 import { isJobId, newJobId } from '../../src/queue/queue-keys.js';
-import { judgeFailure, publicError, retryDelayMs } from '../../src/queue/retry-policy.js';
+import { judgeFailure, MIN_QUOTA_DELAY_MS, publicError, retryDelayMs } from '../../src/queue/retry-policy.js';
 
 const fallback = { jobMs: 2000, concurrency: 2 };
 
@@ -53,6 +53,13 @@ describe('retry policy', () => {
       delayMs: 7000,
     });
     expect(judgeFailure(new UpstreamError('rate_limited', 'groq', 'quota')).kind).toBe('wait');
+  });
+
+  it('waits at least MIN_QUOTA_DELAY_MS, so a busy governor does not re-queue a job ten times a second', () => {
+    expect(judgeFailure(new UpstreamError('rate_limited', 'groq', 'quota', undefined, 100))).toEqual({
+      kind: 'wait',
+      delayMs: MIN_QUOTA_DELAY_MS,
+    });
   });
 
   it('gives up on refusals and misconfiguration, retries the rest', () => {
