@@ -45,7 +45,10 @@ const configSchema = z.object({
     .transform(Number)
     .pipe(z.number().min(3).max(65_535))
     .optional(),
-  INSTANCE_ID: optionalString,
+  // Sent as the X-Instance-Id header on every response, where Node refuses other characters.
+  INSTANCE_ID: optionalString.refine((value) => value === undefined || /^[\x20-\x7e]{1,128}$/.test(value), {
+    message: 'printable ASCII only, at most 128 characters',
+  }),
   // Keys the caller tag in access logs; set it (same on every instance) to follow a caller across instances.
   LOG_CALLER_SALT: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -63,6 +63,8 @@ describe('loadConfig', () => {
     ['MAX_MESSAGE_CHARS', '0'],
     ['MAX_HISTORY_MESSAGES', '1e3'],
     ['ALLOW_EMBEDDED_SIMULATOR', 'maybe'],
+    // Sent as the X-Instance-Id header: Node refuses it there, and every request would be a 500.
+    ['INSTANCE_ID', 'node\u26031'],
   ])('names %s when it is %j', (name, value) => {
     const problems = problemsOf({ [name]: value });
     expect(problems).toHaveLength(1);
