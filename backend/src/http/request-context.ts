@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { AppMiddleware } from './app-state.js';
@@ -11,11 +11,6 @@ const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 export function routeTemplate(ctx: Parameters<AppMiddleware>[0]): string {
   const matched = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
   return typeof matched === 'string' ? matched : 'unmatched';
-}
-
-/** A stable id for a caller inside Redis (active users), the same from every instance. */
-export function hashCaller(id: string): string {
-  return createHash('sha256').update(id).digest('hex').slice(0, 16);
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { ChatRequest } from '../chat/chat-request.js';
 import type { ChatAnswer } from '../chat/chat-service.js';
 import { AppError, idempotencyKeyReused, queueFull, serviceUnavailable } from '../errors.js';
-import { hashCaller } from '../http/request-context.js';
+import { hashCaller } from '../redis/caller-key.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { DEFAULT_JOB_MS, type EtaFallback, estimateSeconds, type JobProgress, type Throughput } from './eta.js';

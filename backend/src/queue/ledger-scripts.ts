@@ -1,4 +1,4 @@
-import { redisScript } from './redis-script.js';
+import { redisScript } from '../redis/redis-script.js';
 
 /**
  * The Lua side of the job ledger (job-ledger.ts). Each script is one atomic

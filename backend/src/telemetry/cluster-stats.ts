@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { hashCaller } from '../http/request-context.js';
+import { hashCaller } from '../redis/caller-key.js';
 import type { DegradationTracker } from './degradation.js';
 import { createStatsBatch } from './stats-batch.js';
 import {
