@@ -8,3 +8,10 @@ import { createHash } from 'node:crypto';
 export function hashCaller(id: string): string {
   return createHash('sha256').update(id).digest('hex').slice(0, 16);
 }
+
+/** A caller as the layers below HTTP see it: signed-in user or anonymous IP, by its Redis name. */
+export interface CallerRef {
+  kind: 'user' | 'ip';
+  /** hashCaller(caller id). */
+  key: string;
+}
