@@ -141,6 +141,18 @@ export function createMetrics() {
       labelNames: ['provider'] as const,
       registers: [registry],
     }),
+    // Per-user usage (usage/): daily token budgets.
+    budgetExhausted: new Counter({
+      name: 'focus_budget_exhausted_total',
+      help: "Requests refused by the user's daily token budget, by reason (budget: spent for today; in_flight: held by the user's calls in flight).",
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    budgetFailOpen: new Counter({
+      name: 'focus_budget_fail_open_total',
+      help: 'Requests let through without a token budget check because Redis was failing.',
+      registers: [registry],
+    }),
   };
 }
 
