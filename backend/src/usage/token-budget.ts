@@ -81,6 +81,9 @@ export function createTokenBudget(options: TokenBudgetOptions): TokenBudget {
   const { redis, prefix, tokensPerDay, tracker, metrics } = options;
   const now = options.now ?? Date.now;
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  if (!Number.isInteger(tokensPerDay) || tokensPerDay < 0 || !(leaseMs > 0)) {
+    throw new Error('token budget: tokensPerDay must be an integer >= 0 and leaseMs > 0');
+  }
   const graceMs = Math.max(MIN_GRACE_MS, 2 * leaseMs);
   /** Time left until the day's keys may go: its end plus the grace. */
   const ttlMs = (day: number, at: number) => Math.max(1, (day + 1) * DAY_MS + graceMs - at);

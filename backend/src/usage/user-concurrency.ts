@@ -37,6 +37,9 @@ export function createUserConcurrency(options: UserConcurrencyOptions): UserConc
   const { redis, prefix, maxConcurrent, tracker } = options;
   const now = options.now ?? Date.now;
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1 || !(leaseMs > 0)) {
+    throw new Error('user concurrency: maxConcurrent must be an integer >= 1 and leaseMs > 0');
+  }
 
   return {
     async acquire(userKey) {

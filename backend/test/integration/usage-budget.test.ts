@@ -7,7 +7,7 @@ import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
 import { type BudgetReservation, createTokenBudget, type TokenBudget } from '../../src/usage/token-budget.js';
 import { DAY_MS } from '../../src/usage/usage-keys.js';
-import { createUserConcurrency } from '../../src/usage/user-concurrency.js';
+import { type ConcurrencyLease, createUserConcurrency } from '../../src/usage/user-concurrency.js';
 import { freePort } from '../helpers/backend-process.js';
 import { deleteTestPrefix, LogCapture, testPrefix } from '../helpers/test-backend.js';
 
@@ -238,8 +238,14 @@ describe('per-user daily token budget (real Redis)', () => {
     expect(await keysOf(leaving)).toHaveLength(7);
     const before = (await keysOf(staying)).sort();
 
+    const inFlight = await granted(limited, leaving, 100);
+    const lease = await limiter.acquire(leaving);
     await limited.forget(leaving);
     await limiter.forget(leaving);
+    expect(await keysOf(leaving)).toEqual([]);
+    // A call in flight during the deletion ends without writing anything back.
+    await limited.settle(inFlight, 100);
+    await limiter.release(lease as ConcurrencyLease);
     expect(await keysOf(leaving)).toEqual([]);
     expect((await keysOf(staying)).sort()).toEqual(before);
     expect(await limited.usage(staying)).toEqual({ tokensToday: 100, budget: 10_000 });
