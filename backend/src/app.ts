@@ -1,18 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import Koa from 'koa';
+import type { AccountService } from './account/account-service.js';
+import type { Authenticator } from './auth/authenticator.js';
 import { chatRequestSchema } from './chat/chat-request.js';
 import type { ChatService } from './chat/chat-service.js';
 import type { Config } from './config.js';
 import type { AppState } from './http/app-state.js';
+import { authenticate } from './http/authenticate.js';
 import { clientIdentity, parseTrustedProxies } from './http/client-identity.js';
 import { errorHandler } from './http/error-handler.js';
 import { jsonBody } from './http/json-body.js';
-import { localRateLimit, rateLimit } from './http/rate-limit.js';
+import { type CallerRateLimit, localRateLimit, signupRateLimit } from './http/rate-limit.js';
 import { recordClusterStats } from './http/record-cluster-stats.js';
 import { requestContext } from './http/request-context.js';
 import { validateBody } from './http/validate.js';
 import type { ChatQueue } from './queue/chat-queue.js';
+import { type AccountRoutesOptions, accountRoutes } from './routes/account-routes.js';
 import { chatRoutes } from './routes/chat-routes.js';
 import { healthRoutes, type Lifecycle } from './routes/health-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
@@ -26,6 +30,11 @@ import type { UpstreamQuota } from './telemetry/stats-report.js';
 
 export interface AppDependencies {
   config: Config;
+  authenticator: Authenticator;
+  accounts: AccountService;
+  /** The per-caller chat limit (shared with account deletion and GET /api/me). */
+  chatRateLimit: CallerRateLimit;
+  usage: AccountRoutesOptions['usage'];
   redis: Redis;
   logger: Logger;
   metrics: Metrics;
@@ -44,14 +53,14 @@ export interface AppDependencies {
 /** Composes the HTTP app; the middleware order below is the request path of DESIGN.md. */
 export function createApp(deps: AppDependencies): Koa<AppState> {
   const { config, redis, logger, metrics, chat, lifecycle, clusterStats } = deps;
+  const authenticateCaller = authenticate({
+    authenticator: deps.authenticator,
+    required: config.AUTH_REQUIRED,
+    metrics,
+  });
   const chatGuard = [
-    rateLimit({
-      redis,
-      prefix: config.REDIS_PREFIX,
-      pointsPerMinute: config.MAX_REQUESTS_PER_MINUTE,
-      metrics,
-      tracker: createDegradationTracker('rate-limit', logger, metrics),
-    }),
+    authenticateCaller,
+    deps.chatRateLimit.middleware,
     jsonBody({ limitBytes: config.MAX_BODY_BYTES }),
     validateBody(
       chatRequestSchema({
@@ -93,7 +102,19 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
           queueRoutes({
             queue: deps.queue,
             guard: chatGuard,
-            pollGuard: localRateLimit({ name: 'poll', pointsPerMinute: config.POLLS_PER_MINUTE, metrics }),
+            pollGuard: [authenticateCaller, localRateLimit({ pointsPerMinute: config.POLLS_PER_MINUTE, metrics })],
+          }),
+          accountRoutes({
+            accounts: deps.accounts,
+            authenticate: authenticate({ authenticator: deps.authenticator, required: true, metrics }),
+            signupGuard: signupRateLimit({
+              redis,
+              prefix: config.REDIS_PREFIX,
+              perHour: config.SIGNUPS_PER_IP_PER_HOUR,
+              metrics,
+              tracker: createDegradationTracker('signup-limit', logger, metrics),
+            }),
+            usage: deps.usage,
           }),
         ]),
   ]) {

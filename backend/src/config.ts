@@ -126,6 +126,24 @@ const configSchema = z.object({
     // `Authorization: Bearer <token>` carries one word: such a token could never be sent.
     .refine((value) => value === undefined || !/\s/.test(value), { message: 'no whitespace allowed' }),
   ACTIVE_USER_WINDOW_SECONDS: integer(300, 10, 86_400),
+
+  // Users (PostgreSQL holds accounts; nothing on the request path queries it).
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).default('postgres://postgres@127.0.0.1:5432/focus'),
+  DATABASE_POOL_MAX: integer(5, 1, 100),
+  DATABASE_TIMEOUT_MS: integer(2000, 100, 60_000),
+  // Signs device tokens; unset, the instances share one generated secret kept in PostgreSQL.
+  AUTH_JWT_SECRET: optionalString.refine((value) => value === undefined || value.length >= 32, {
+    message: 'at least 32 characters',
+  }),
+  AUTH_TOKEN_TTL_SECONDS: integer(30 * 86_400, 60, 365 * 86_400),
+  AUTH_JWKS_URL: httpUrl.optional(),
+  AUTH_ISSUER: optionalString,
+  AUTH_AUDIENCE: optionalString,
+  AUTH_REQUIRED: booleanFlag(false),
+  SIGNUPS_PER_IP_PER_HOUR: integer(20, 1),
+  USER_REQUESTS_PER_MINUTE: integer(30, 1),
+  USER_TOKENS_PER_DAY: integer(50_000, 0),
+  USER_MAX_CONCURRENT: integer(2, 1, 100),
 });
 
 type RawConfig = z.infer<typeof configSchema>;
@@ -140,7 +158,14 @@ export interface Config extends Omit<RawConfig, 'INSTANCE_ID' | 'GROQ_BASE_URL' 
   readonly GROQ_BASE_URL: string | undefined;
 }
 
-const SECRET_VARIABLES = ['GROQ_API_KEY', 'ADMIN_TOKEN', 'FALLBACK_API_KEY', 'LOG_CALLER_SALT'] as const;
+const SECRET_VARIABLES = [
+  'GROQ_API_KEY',
+  'ADMIN_TOKEN',
+  'FALLBACK_API_KEY',
+  'LOG_CALLER_SALT',
+  'AUTH_JWT_SECRET',
+  'DATABASE_URL',
+] as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -197,6 +222,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const data = parsed.success ? parsed.data : undefined;
   if (data && !data.GROQ_API_KEY && !data.GROQ_BASE_URL && !data.ALLOW_EMBEDDED_SIMULATOR) {
     problems.push('GROQ_API_KEY: required when ALLOW_EMBEDDED_SIMULATOR=false (or set GROQ_BASE_URL)');
+  }
+  // An external provider's tokens are only as safe as the issuer and audience they are checked against.
+  if (data?.AUTH_JWKS_URL && (!data.AUTH_ISSUER || !data.AUTH_AUDIENCE)) {
+    problems.push('AUTH_JWKS_URL: needs AUTH_ISSUER and AUTH_AUDIENCE too');
   }
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(problems);

@@ -24,6 +24,32 @@ export const invalidRequest = (message: string, details?: unknown) =>
 export const unauthorized = (message = 'Missing or invalid credentials.') =>
   new AppError(401, 'unauthorized', message, { 'WWW-Authenticate': 'Bearer' });
 
+export const invalidToken = () =>
+  new AppError(401, 'invalid_token', 'The access token is invalid, expired or revoked. Sign in again.', {
+    'WWW-Authenticate': 'Bearer error="invalid_token"',
+  });
+
+export const authRequired = () =>
+  new AppError(401, 'auth_required', 'Sign in first: send Authorization: Bearer <token> from POST /api/auth/device.', {
+    'WWW-Authenticate': 'Bearer',
+  });
+
+const humanWait = (seconds: number) =>
+  seconds < 120 ? `${seconds} s` : seconds < 7200 ? `${Math.ceil(seconds / 60)} min` : `${Math.ceil(seconds / 3600)} h`;
+
+export const budgetExhausted = (retryAfterSeconds: number) =>
+  new AppError(
+    429,
+    'budget_exhausted',
+    `Your allowance of answers is used up for now. Try again in ${humanWait(retryAfterSeconds)}.`,
+    { 'Retry-After': String(retryAfterSeconds) },
+  );
+
+export const tooManyConcurrent = () =>
+  new AppError(429, 'too_many_concurrent', 'Wait for your other answers to finish, then ask again.', {
+    'Retry-After': '1',
+  });
+
 export const forbidden = (message = 'Not allowed.') => new AppError(403, 'forbidden', message);
 
 export const notFound = (message = 'No such resource.') => new AppError(404, 'not_found', message);

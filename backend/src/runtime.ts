@@ -1,13 +1,22 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type Koa from 'koa';
 import { type GroqSimulator, startGroqSimulator } from '../sim/groq-simulator.js';
+import { createAccountService, type UserDataHolder, type UserRef, userRef } from './account/account-service.js';
 import { createApp } from './app.js';
+import { createAuthenticator } from './auth/authenticator.js';
+import { createDeviceTokens } from './auth/device-tokens.js';
+import { signingSecret } from './auth/signing-secret.js';
 import { createRedisResponseCache } from './cache/response-cache.js';
 import { createChatService } from './chat/chat-service.js';
 import type { Config } from './config.js';
+import { createDatabase } from './db/database.js';
+import { startMigrations } from './db/migrations.js';
+import { createUserStore } from './db/user-store.js';
 import type { AppState } from './http/app-state.js';
+import { rateLimit } from './http/rate-limit.js';
 import { createUpstream } from './llm/upstream.js';
 import { startQueueRuntime } from './queue/queue-runtime.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
@@ -17,6 +26,8 @@ import { createDegradationTracker } from './telemetry/degradation.js';
 import type { Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { withUpstreamUsage } from './telemetry/upstream-usage.js';
+import { createTokenBudget } from './usage/token-budget.js';
+import { createUserConcurrency } from './usage/user-concurrency.js';
 
 /**
  * The composition root: builds every dependency of one backend process from
@@ -70,6 +81,54 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     logger.warn({ simulator: simulator.url }, 'GROQ_API_KEY is not set: answering from the bundled Groq simulator');
   }
 
+  const database = createDatabase({
+    url: config.DATABASE_URL,
+    poolMax: config.DATABASE_POOL_MAX,
+    timeoutMs: config.DATABASE_TIMEOUT_MS,
+    logger,
+  });
+  const postgresTracker = createDegradationTracker('accounts', logger, metrics, 'postgres');
+  const migrations = startMigrations({ config, logger, tracker: postgresTracker });
+  // Bounded: with PostgreSQL down the instance still starts (and retries), as signed-in chat needs no database.
+  await Promise.race([migrations.done, delay(config.DATABASE_TIMEOUT_MS * 2, undefined, { ref: false })]);
+  const users = createUserStore(database);
+  const deviceTokens = createDeviceTokens({
+    secret: signingSecret({ configured: config.AUTH_JWT_SECRET, users, tracker: postgresTracker }),
+    ttlSeconds: config.AUTH_TOKEN_TTL_SECONDS,
+  });
+  const authenticator = createAuthenticator({
+    deviceTokens,
+    external:
+      config.AUTH_JWKS_URL && config.AUTH_ISSUER && config.AUTH_AUDIENCE
+        ? { jwksUrl: config.AUTH_JWKS_URL, issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE }
+        : undefined,
+    users,
+    redis,
+    prefix: config.REDIS_PREFIX,
+    redisTracker: createDegradationTracker('auth', logger, metrics),
+    postgresTracker,
+  });
+  const budget = createTokenBudget({
+    redis,
+    prefix: config.REDIS_PREFIX,
+    tokensPerDay: config.USER_TOKENS_PER_DAY,
+    tracker: createDegradationTracker('budget', logger, metrics),
+    metrics,
+  });
+  const concurrency = createUserConcurrency({
+    redis,
+    prefix: config.REDIS_PREFIX,
+    maxConcurrent: config.USER_MAX_CONCURRENT,
+    tracker: createDegradationTracker('user-concurrency', logger, metrics),
+  });
+  const chatRateLimit = rateLimit({
+    redis,
+    prefix: config.REDIS_PREFIX,
+    pointsPerMinute: { ip: config.MAX_REQUESTS_PER_MINUTE, user: config.USER_REQUESTS_PER_MINUTE },
+    metrics,
+    tracker: createDegradationTracker('rate-limit', logger, metrics),
+  });
+
   const upstream = createUpstream({
     config,
     redis,
@@ -80,14 +139,17 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   });
 
   // One chat service for POST /api/chat and the queue worker alike.
+  const cache = createRedisResponseCache({
+    redis,
+    prefix: config.REDIS_PREFIX,
+    ttlSeconds: config.CACHE_TTL_SECONDS,
+    metrics,
+    tracker: createDegradationTracker('response-cache', logger, metrics),
+  });
   const chat = createChatService({
-    cache: createRedisResponseCache({
-      redis,
-      prefix: config.REDIS_PREFIX,
-      ttlSeconds: config.CACHE_TTL_SECONDS,
-      metrics,
-      tracker: createDegradationTracker('response-cache', logger, metrics),
-    }),
+    cache,
+    budget,
+    concurrency,
     gateway: upstream.gateway,
     coalescer: upstream.coalescer,
     maxTokens: config.GROQ_MAX_TOKENS,
@@ -95,9 +157,36 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   });
   const queue = startQueueRuntime({ config, redis, chat, metrics, logger });
 
+  async function usage(user: UserRef) {
+    const [tokens, requestsThisMinute] = await Promise.all([
+      budget.usage(user.caller.key),
+      chatRateLimit.used({ kind: 'user', id: user.callerId }),
+    ]);
+    return { tokensToday: tokens.tokensToday ?? 0, budget: tokens.budget, requestsThisMinute };
+  }
+  // Everything kept about a user, outside their account row: exported by GET /api/me/export, deleted with them.
+  const holders: UserDataHolder[] = [
+    {
+      name: 'usage',
+      export: usage,
+      async forget(user) {
+        await budget.forget(user.caller.key);
+        await concurrency.forget(user.caller.key);
+        await chatRateLimit.forget({ kind: 'user', id: user.callerId });
+        await clusterStats.forgetCaller(user.callerId);
+      },
+    },
+    { name: 'cachedAnswers', forget: (user) => cache.forgetOwner(user.caller.key) },
+  ];
+  const accounts = createAccountService({ users, deviceTokens, authenticator, holders, tracker: postgresTracker });
+
   const lifecycle = { draining: false };
   const app = createApp({
     config,
+    authenticator,
+    accounts,
+    chatRateLimit,
+    usage: (userId) => usage(userRef(userId)),
     redis,
     logger,
     metrics,
@@ -139,6 +228,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     await queue.close();
     upstream.close();
     await clusterStats.flush();
+    migrations.stop();
+    await database.end().catch(() => undefined);
     await redis.quit().catch(() => redis.disconnect());
     await simulator?.close();
     logger.info('stopped');

@@ -22,7 +22,10 @@ export interface CacheStats {
 export interface ResponseCache {
   /** Several keys: the first one present wins, and the lookup counts once (a hit or a miss). */
   get(key: string | readonly string[]): Promise<CachedAnswer | undefined>;
-  set(key: string, answer: CachedAnswer): Promise<void>;
+  /** `owner` (a signed-in user's CallerRef key): the answer came from their conversation, and goes when they do. */
+  set(key: string, answer: CachedAnswer, owner?: string): Promise<void>;
+  /** Deletes every answer stored from the owner's conversations; throws when Redis fails. */
+  forgetOwner(owner: string): Promise<void>;
   stats(): Promise<CacheStats>;
 }
 
@@ -53,6 +56,8 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
   const entryKey = (key: string) => `${prefix}cache:v1:${key}`;
   const hitsKey = `${prefix}stats:cache:hits`;
   const missesKey = `${prefix}stats:cache:misses`;
+  // The keys of the answers stored from one user's conversations, for account deletion.
+  const ownerKey = (owner: string) => `${prefix}cache:owner:${owner}`;
 
   return {
     async get(key) {
@@ -83,13 +88,27 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
       }
     },
 
-    async set(key, answer) {
+    async set(key, answer, owner) {
       try {
-        await redis.set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds);
+        if (owner === undefined) {
+          await redis.set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds);
+        } else {
+          await redis
+            .multi()
+            .set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds)
+            .sadd(ownerKey(owner), key)
+            .expire(ownerKey(owner), ttlSeconds)
+            .exec();
+        }
         tracker.succeeded();
       } catch (error) {
         tracker.failed(error);
       }
+    },
+
+    async forgetOwner(owner) {
+      const keys = await redis.smembers(ownerKey(owner));
+      await redis.del(ownerKey(owner), ...keys.map(entryKey));
     },
 
     async stats() {

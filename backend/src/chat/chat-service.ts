@@ -1,8 +1,13 @@
 import { cacheKey } from '../cache/cache-key.js';
 import type { CachedAnswer, ResponseCache } from '../cache/response-cache.js';
+import { budgetExhausted, tooManyConcurrent } from '../errors.js';
+import { estimateTokens } from '../llm/quota-governor.js';
 import type { RequestCoalescer } from '../llm/request-coalescer.js';
 import type { ChatMessage, Completion, CompletionRequest, TokenUsage } from '../llm/types.js';
+import type { CallerRef } from '../redis/caller-key.js';
 import type { Logger } from '../telemetry/logger.js';
+import type { TokenBudget } from '../usage/token-budget.js';
+import type { UserConcurrency } from '../usage/user-concurrency.js';
 import type { ChatRequest } from './chat-request.js';
 import { SYSTEM_PROMPT, SYSTEM_PROMPT_VERSION } from './system-prompt.js';
 
@@ -41,6 +46,10 @@ export interface ChatServiceOptions {
   temperature: number;
   /** Makes identical uncached questions in flight across the cluster cost one upstream call. */
   coalescer?: RequestCoalescer;
+  /** Signed-in users' daily token budgets (reserved before the call, settled with the real usage). */
+  budget?: TokenBudget;
+  /** Signed-in users' cap on concurrent upstream calls, for synchronous requests. */
+  concurrency?: UserConcurrency;
 }
 
 export interface AnswerOptions {
@@ -53,6 +62,10 @@ export interface AnswerOptions {
   maxQuotaWaitMs?: number;
   /** The caller's logger (with its request or job id): upstream decisions are logged with it. */
   log?: Logger;
+  /** Who asks: a signed-in user's upstream calls spend their budget, and their cached answers are theirs. */
+  caller?: CallerRef;
+  /** Hold one of the user's concurrent-call slots during the upstream call (synchronous requests). */
+  limitConcurrency?: boolean;
 }
 
 export interface ChatService {
@@ -82,7 +95,50 @@ const fromCache = (hit: CachedAnswer, coalesced: boolean): ChatAnswer => ({
  * question across the cluster when a coalescer is given.
  */
 export function createChatService(options: ChatServiceOptions): ChatService {
-  const { cache, gateway, maxTokens, temperature, coalescer } = options;
+  const { cache, gateway, maxTokens, temperature, coalescer, budget, concurrency } = options;
+
+  /**
+   * A user's upstream call holds a concurrency slot (when asked) and a budget
+   * reservation of its estimate; the reservation settles with the real usage,
+   * or is released when no answer came. Anonymous callers have neither: their
+   * per-IP rate limit and the cluster quota bound them.
+   */
+  async function charged<T extends { usage: TokenUsage }>(
+    messages: ChatMessage[],
+    answerOptions: AnswerOptions,
+    call: () => Promise<T>,
+  ): Promise<T> {
+    const user = answerOptions.caller?.kind === 'user' ? answerOptions.caller : undefined;
+    if (!user) {
+      return call();
+    }
+    const lease = answerOptions.limitConcurrency && concurrency ? await concurrency.acquire(user.key) : null;
+    if (lease === undefined) {
+      throw tooManyConcurrent();
+    }
+    try {
+      if (!budget) {
+        return await call();
+      }
+      const reserved = await budget.reserve(user.key, estimateTokens(messages, maxTokens));
+      if (!reserved.ok) {
+        throw budgetExhausted(reserved.retryAfterSeconds);
+      }
+      let result: T;
+      try {
+        result = await call();
+      } catch (error) {
+        await budget.release(reserved.reservation);
+        throw error;
+      }
+      await budget.settle(reserved.reservation, result.usage.promptTokens + result.usage.completionTokens);
+      return result;
+    } finally {
+      if (lease && concurrency) {
+        await concurrency.release(lease);
+      }
+    }
+  }
 
   return {
     async answer(request, answerOptions = {}) {
@@ -97,23 +153,29 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       }
 
       const ask = async (): Promise<ChatAnswer> => {
-        const completion = await gateway.complete({
-          messages,
-          maxTokens,
-          temperature,
-          signal: answerOptions.signal,
-          maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
-          log: answerOptions.log,
-        });
+        const completion = await charged(messages, answerOptions, () =>
+          gateway.complete({
+            messages,
+            maxTokens,
+            temperature,
+            signal: answerOptions.signal,
+            maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
+            log: answerOptions.log,
+          }),
+        );
         // Stored under the namespace of whoever answered: a fallback answer never poses as the primary's.
         const answered = targets.findIndex((target) => target.provider === completion.provider);
-        await cache.set(keys[Math.max(0, answered)] as string, {
-          response: completion.text,
-          model: completion.model,
-          provider: completion.provider,
-          usage: completion.usage,
-          createdAt: Date.now(),
-        });
+        await cache.set(
+          keys[Math.max(0, answered)] as string,
+          {
+            response: completion.text,
+            model: completion.model,
+            provider: completion.provider,
+            usage: completion.usage,
+            createdAt: Date.now(),
+          },
+          answerOptions.caller?.kind === 'user' ? answerOptions.caller.key : undefined,
+        );
         return {
           response: completion.text,
           cached: false,

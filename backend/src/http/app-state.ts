@@ -12,6 +12,8 @@ export interface AppState {
   requestId: string;
   log: Logger;
   caller: Caller;
+  /** The client as its address identifies it, whoever the token says it is. */
+  client: Caller;
   input: unknown;
   /** Set by handlers so the access log can tell cache hits apart. */
   cacheHit?: boolean;

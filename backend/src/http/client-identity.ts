@@ -75,16 +75,15 @@ export function clientAddress(peer: string, forwardedFor: string | undefined, tr
   return address;
 }
 
-/** Sets ctx.state.caller: the authenticated user when auth has set one, else the client IP. */
+/** Sets ctx.state.client and ctx.state.caller to the client IP; a Bearer token later makes the caller its user. */
 export function clientIdentity(options: { trustedProxies: BlockList }): AppMiddleware {
   return async function clientIdentityMiddleware(ctx, next) {
-    if (!ctx.state.caller) {
-      const peer = ctx.req.socket.remoteAddress ?? 'unknown';
-      ctx.state.caller = {
-        kind: 'ip',
-        id: `ip:${clientAddress(peer, ctx.get('X-Forwarded-For') || undefined, options.trustedProxies)}`,
-      };
-    }
+    const peer = ctx.req.socket.remoteAddress ?? 'unknown';
+    ctx.state.client = {
+      kind: 'ip',
+      id: `ip:${clientAddress(peer, ctx.get('X-Forwarded-For') || undefined, options.trustedProxies)}`,
+    };
+    ctx.state.caller = ctx.state.client;
     await next();
   };
 }

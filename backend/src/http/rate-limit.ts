@@ -1,50 +1,114 @@
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { rateLimited } from '../errors.js';
+import { hashCaller } from '../redis/caller-key.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { AppMiddleware } from './app-state.js';
+import type { AppMiddleware, Caller } from './app-state.js';
 
 export interface RateLimitOptions {
   redis: Redis;
   prefix: string;
-  pointsPerMinute: number;
+  /** Separate allowances per minute: an anonymous caller is an IP (shared behind a NAT), a user is one person. */
+  pointsPerMinute: { ip: number; user: number };
   metrics: Metrics;
   tracker: DegradationTracker;
+}
+
+export interface CallerRateLimit {
+  readonly middleware: AppMiddleware;
+  /** Requests the caller made in the current minute (0 when unknown). */
+  used(caller: Caller): Promise<number>;
+  /** Drops the caller's counter (account deletion). */
+  forget(caller: Caller): Promise<void>;
 }
 
 /**
  * Per-caller limit shared by every instance through Redis. When Redis fails,
  * each instance falls back to its own in-memory limiter with the same limit
- * (fail open, but not unlimited) and the outage is logged once.
+ * (fail open, but not unlimited); the outage is logged once. Counters are keyed by the caller's hash, never
+ * its id or address.
  */
-export function rateLimit(options: RateLimitOptions): AppMiddleware {
-  const { pointsPerMinute, metrics, tracker } = options;
+/** A counter in Redis with an in-memory stand-in of the same limit for when Redis fails. */
+function sharedLimiter(options: {
+  redis: Redis;
+  keyPrefix: string;
+  points: number;
+  durationSeconds: number;
+  tracker: DegradationTracker;
+}) {
   const shared = new RateLimiterRedis({
     storeClient: options.redis,
-    keyPrefix: `${options.prefix}rl`,
-    points: pointsPerMinute,
-    duration: 60,
+    keyPrefix: options.keyPrefix,
+    points: options.points,
+    duration: options.durationSeconds,
     rejectIfRedisNotReady: true,
   });
-  const insurance = new RateLimiterMemory({ points: pointsPerMinute, duration: 60 });
-
-  async function consume(key: string): Promise<RateLimiterRes> {
-    try {
-      const result = await shared.consume(key);
-      tracker.succeeded();
-      return result;
-    } catch (rejection) {
-      if (rejection instanceof RateLimiterRes) {
-        tracker.succeeded();
-        throw rejection;
+  const insurance = new RateLimiterMemory({ points: options.points, duration: options.durationSeconds });
+  return {
+    shared,
+    async consume(key: string): Promise<RateLimiterRes> {
+      try {
+        const result = await shared.consume(key);
+        options.tracker.succeeded();
+        return result;
+      } catch (rejection) {
+        if (rejection instanceof RateLimiterRes) {
+          options.tracker.succeeded();
+          throw rejection;
+        }
+        options.tracker.failed(rejection);
+        return insurance.consume(key);
       }
-      tracker.failed(rejection);
-      return insurance.consume(key);
-    }
-  }
+    },
+  };
+}
 
-  return limitByCaller('chat', pointsPerMinute, consume, metrics);
+export function rateLimit(options: RateLimitOptions): CallerRateLimit {
+  const { metrics, tracker } = options;
+  const limiter = (kind: Caller['kind']) =>
+    sharedLimiter({
+      redis: options.redis,
+      keyPrefix: `${options.prefix}rl:${kind}`,
+      points: options.pointsPerMinute[kind],
+      durationSeconds: 60,
+      tracker,
+    });
+  const limiters = { ip: limiter('ip'), user: limiter('user') };
+  const consume = (caller: Caller) => limiters[caller.kind].consume(hashCaller(caller.id));
+
+  return {
+    middleware: limitByCaller((caller) => options.pointsPerMinute[caller.kind], consume, metrics),
+    async used(caller) {
+      const result = await limiters[caller.kind].shared.get(hashCaller(caller.id)).catch(() => null);
+      return result?.consumedPoints ?? 0;
+    },
+    async forget(caller) {
+      await limiters[caller.kind].shared.delete(hashCaller(caller.id));
+    },
+  };
+}
+
+/** Sign-ups per client IP per hour, cluster-wide, so nobody mints thousands of accounts. */
+export function signupRateLimit(options: {
+  redis: Redis;
+  prefix: string;
+  perHour: number;
+  metrics: Metrics;
+  tracker: DegradationTracker;
+}): AppMiddleware {
+  const limiter = sharedLimiter({
+    redis: options.redis,
+    keyPrefix: `${options.prefix}rl:signup`,
+    points: options.perHour,
+    durationSeconds: 3600,
+    tracker: options.tracker,
+  });
+  return limitByCaller(
+    () => options.perHour,
+    (caller) => limiter.consume(hashCaller(caller.id)),
+    options.metrics,
+  );
 }
 
 /**
@@ -52,22 +116,26 @@ export function rateLimit(options: RateLimitOptions): AppMiddleware {
  * Redis round trip and does not spend the caller's chat budget, yet bounds what
  * one caller can make an instance do (the cluster-wide bound is N times this).
  */
-export function localRateLimit(options: { name: string; pointsPerMinute: number; metrics: Metrics }): AppMiddleware {
+export function localRateLimit(options: { pointsPerMinute: number; metrics: Metrics }): AppMiddleware {
   const limiter = new RateLimiterMemory({ points: options.pointsPerMinute, duration: 60 });
-  return limitByCaller(options.name, options.pointsPerMinute, (key) => limiter.consume(key), options.metrics);
+  return limitByCaller(
+    () => options.pointsPerMinute,
+    (caller) => limiter.consume(caller.id),
+    options.metrics,
+  );
 }
 
 /** 429 with Retry-After and RateLimit-* when `consume` rejects; RateLimit-* on success too. */
 function limitByCaller(
-  name: string,
-  pointsPerMinute: number,
-  consume: (key: string) => Promise<RateLimiterRes>,
+  limitOf: (caller: Caller) => number,
+  consume: (caller: Caller) => Promise<RateLimiterRes>,
   metrics: Metrics,
 ): AppMiddleware {
   return async function rateLimitMiddleware(ctx, next) {
+    const pointsPerMinute = limitOf(ctx.state.caller);
     let result: RateLimiterRes;
     try {
-      result = await consume(`${name}:${ctx.state.caller.id}`);
+      result = await consume(ctx.state.caller);
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) {
         throw rejection;

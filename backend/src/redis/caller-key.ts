@@ -15,3 +15,8 @@ export interface CallerRef {
   /** hashCaller(caller id). */
   key: string;
 }
+
+export const callerRef = (caller: { kind: 'user' | 'ip'; id: string }): CallerRef => ({
+  kind: caller.kind,
+  key: hashCaller(caller.id),
+});

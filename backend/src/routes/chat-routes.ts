@@ -2,17 +2,22 @@ import Router from '@koa/router';
 import type { ChatRequest } from '../chat/chat-request.js';
 import type { ChatService } from '../chat/chat-service.js';
 import type { AppMiddleware, AppState } from '../http/app-state.js';
+import { callerRef } from '../redis/caller-key.js';
 
 export interface ChatRoutesOptions {
   chat: ChatService;
-  /** Per-caller rate limit, body parsing and validation, in that order. */
+  /** The caller's token, per-caller rate limit, body parsing and validation, in that order. */
   guard: readonly AppMiddleware[];
 }
 
 export function chatRoutes(options: ChatRoutesOptions): Router<AppState> {
   const router = new Router<AppState>();
   router.post('/api/chat', ...options.guard, async (ctx) => {
-    const answer = await options.chat.answer(ctx.state.input as ChatRequest, { log: ctx.state.log });
+    const answer = await options.chat.answer(ctx.state.input as ChatRequest, {
+      log: ctx.state.log,
+      caller: callerRef(ctx.state.caller),
+      limitConcurrency: true,
+    });
     ctx.state.cacheHit = answer.cached;
     ctx.body = { ...answer, requestId: ctx.state.requestId };
   });

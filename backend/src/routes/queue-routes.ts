@@ -10,8 +10,8 @@ export interface QueueRoutesOptions {
   queue: ChatQueue;
   /** The same guard as POST /api/chat: per-caller rate limit, JSON body, validation. */
   guard: readonly AppMiddleware[];
-  /** A cheap per-instance limit on status polls. */
-  pollGuard: AppMiddleware;
+  /** The caller's token, then a cheap per-instance limit on status polls. */
+  pollGuard: readonly AppMiddleware[];
 }
 
 function queuedMessage(position: number, estimatedTime: number): string {
@@ -49,7 +49,7 @@ export function queueRoutes(options: QueueRoutesOptions): Router<AppState> {
     ctx.body = { jobId, status: 'queued', position, estimatedTime, message: queuedMessage(position, estimatedTime) };
   });
 
-  router.get('/api/chat/status/:jobId', options.pollGuard, async (ctx) => {
+  router.get('/api/chat/status/:jobId', ...options.pollGuard, async (ctx) => {
     const { jobId = '' } = ctx.params;
     if (!isJobId(jobId)) {
       throw invalidRequest('jobId must be an id returned by POST /api/chat/queue.');

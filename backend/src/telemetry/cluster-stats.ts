@@ -53,6 +53,8 @@ export interface ClusterStats {
   /** Writes what is pending now (at shutdown). Never rejects. */
   flush(): Promise<void>;
   activeUsers(): Promise<number>;
+  /** Drops a caller from the active users (account deletion); throws when Redis fails. */
+  forgetCaller(callerId: string): Promise<void>;
   /** The window as read at most SNAPSHOT_MAX_AGE_MS ago. */
   lastMinute(): Promise<ClusterSnapshot>;
 }
@@ -168,6 +170,12 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
     }
   }
 
+  /** Pending samples go first, on the same connection, so none of them re-adds the caller afterwards. */
+  async function forgetCaller(callerId: string): Promise<void> {
+    void flush();
+    await redis.zrem(activeKey, hashCaller(callerId));
+  }
+
   /** Sends this instance's pending samples first: one connection keeps the order, so the read sees them. */
   async function read(pipeline: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
     void flush();
@@ -232,6 +240,8 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
       const [count] = await read(redis.pipeline().zcount(activeKey, Date.now() - activeWindowMs, '+inf'));
       return Number(count);
     },
+
+    forgetCaller,
 
     lastMinute() {
       const nowMs = Date.now();

@@ -12,21 +12,27 @@ export interface DegradationTracker {
   readonly degraded: boolean;
 }
 
-export function createDegradationTracker(component: string, logger: Logger, metrics: Metrics): DegradationTracker {
+export function createDegradationTracker(
+  component: string,
+  logger: Logger,
+  metrics: Metrics,
+  dependency: 'redis' | 'postgres' = 'redis',
+): DegradationTracker {
   let degraded = false;
+  const errors = dependency === 'redis' ? metrics.redisErrors : metrics.postgresErrors;
   return {
     failed(error: unknown) {
-      metrics.redisErrors.inc({ component });
+      errors.inc({ component });
       if (!degraded) {
         degraded = true;
         const message = error instanceof Error ? error.message : String(error);
-        logger.warn({ component, err: { message } }, `${component}: redis failing, degrading`);
+        logger.warn({ component, dependency, err: { message } }, `${component}: ${dependency} failing, degrading`);
       }
     },
     succeeded() {
       if (degraded) {
         degraded = false;
-        logger.info({ component }, `${component}: redis back, recovered`);
+        logger.info({ component, dependency }, `${component}: ${dependency} back, recovered`);
       }
     },
     get degraded() {

@@ -59,6 +59,23 @@ export function createMetrics() {
       labelNames: ['component'] as const,
       registers: [registry],
     }),
+    postgresErrors: new Counter({
+      name: 'focus_postgres_errors_total',
+      help: 'PostgreSQL failures by the component that met them.',
+      labelNames: ['component'] as const,
+      registers: [registry],
+    }),
+    authFailures: new Counter({
+      name: 'focus_auth_failures_total',
+      help: 'Requests refused for their credentials, by reason (invalid_token, auth_required).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    signups: new Counter({
+      name: 'focus_signups_total',
+      help: 'Device accounts created.',
+      registers: [registry],
+    }),
     // Chat queue (queue/); the cluster-wide focus_queue_jobs gauge is registered by queue/queue-depth-gauge.ts.
     queueCompleted: new Counter({
       name: 'focus_queue_completed_total',

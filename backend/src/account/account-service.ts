@@ -1,0 +1,115 @@
+import type { Authenticator } from '../auth/authenticator.js';
+import type { DeviceTokens } from '../auth/device-tokens.js';
+import type { UserStore } from '../db/user-store.js';
+import { serviceUnavailable } from '../errors.js';
+import { type CallerRef, hashCaller } from '../redis/caller-key.js';
+import type { DegradationTracker } from '../telemetry/degradation.js';
+
+/**
+ * Something that keeps data about a user (queued jobs, counters, cached
+ * answers): it can show it for an export and delete it for good.
+ */
+export interface UserDataHolder {
+  /** The name of its section in the export. */
+  readonly name: string;
+  export?(user: UserRef): Promise<unknown>;
+  forget(user: UserRef): Promise<void>;
+}
+
+/** A signed-in user as the holders see them: the id, the caller id and its Redis name. */
+export interface UserRef {
+  userId: string;
+  callerId: string;
+  caller: CallerRef;
+}
+
+export interface Account {
+  userId: string;
+  createdAt: string;
+  kind: 'device' | 'external';
+}
+
+export interface AccountService {
+  signUp(): Promise<{ userId: string; token: string; expiresAt: string }>;
+  account(userId: string): Promise<Account>;
+  /** Everything stored about the user, one section per holder. */
+  export(userId: string): Promise<Record<string, unknown>>;
+  /** Deletes the account, then everything every holder keeps; the user's tokens stop working everywhere. */
+  delete(userId: string): Promise<void>;
+}
+
+export const userRef = (userId: string): UserRef => {
+  const callerId = `user:${userId}`;
+  return { userId, callerId, caller: { kind: 'user', key: hashCaller(callerId) } };
+};
+
+const UNAVAILABLE = 'Accounts are unavailable right now. Please try again shortly.';
+
+export function createAccountService(options: {
+  users: UserStore;
+  deviceTokens: DeviceTokens;
+  authenticator: Authenticator;
+  holders: readonly UserDataHolder[];
+  tracker: DegradationTracker;
+}): AccountService {
+  const { users, deviceTokens, authenticator, holders, tracker } = options;
+
+  /** PostgreSQL trouble is a 503 with Retry-After, logged once per outage. */
+  async function database<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      const value = await step();
+      tracker.succeeded();
+      return value;
+    } catch (error) {
+      tracker.failed(error);
+      throw serviceUnavailable(UNAVAILABLE, 5);
+    }
+  }
+
+  async function account(userId: string): Promise<Account> {
+    const user = await database(() => users.find(userId));
+    if (!user) {
+      // Deleted between the token check and now: nothing to show.
+      throw serviceUnavailable(UNAVAILABLE, 1);
+    }
+    return { userId: user.id, createdAt: user.createdAt.toISOString(), kind: user.kind };
+  }
+
+  return {
+    async signUp() {
+      const user = await database(() => users.createDevice());
+      const minted = await deviceTokens.mint({ userId: user.id, version: user.tokenVersion });
+      return { userId: user.id, token: minted.token, expiresAt: minted.expiresAt.toISOString() };
+    },
+
+    account,
+
+    async export(userId) {
+      const user = userRef(userId);
+      const sections: Record<string, unknown> = { account: await account(userId) };
+      for (const holder of holders) {
+        if (holder.export) {
+          sections[holder.name] = await holder.export(user);
+        }
+      }
+      return sections;
+    },
+
+    async delete(userId) {
+      const identities = await database(() => users.externalIdentities(userId));
+      // The account first: from then on no instance accepts the user's tokens (see the authenticator).
+      await database(() => users.delete(userId));
+      const user = userRef(userId);
+      try {
+        await authenticator.forget(userId, identities);
+        for (const holder of holders) {
+          await holder.forget(user);
+        }
+      } catch (error) {
+        // Redis failed midway. The same DELETE with the same token finishes the job (each step is idempotent).
+        tracker.failed(error);
+        throw serviceUnavailable('Your data could not all be deleted yet. Please send the request again.', 5);
+      }
+    },
+  };
+}
