@@ -3,7 +3,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync }
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../backend/src/config.js';
 import { freePort, isPortFree, pollUntil, sleep } from './ports.js';
-import { ensureCommands, hasCommand } from './prerequisites.js';
+import { canStartPostgres, DEFAULT_DATABASE_URL, probePostgres, stopLeftoverPostgres } from './postgres.js';
+import { aptInstall, ensureCommands, hasCommand } from './prerequisites.js';
 import { endStackProcesses, isRunning, isStackProcess, stackProcesses } from './process-group.js';
 import {
   type RunPaths,
@@ -13,7 +14,7 @@ import {
   runPaths,
   writeDesiredInstances,
 } from './run-state.js';
-import { DEFAULT_REDIS_URL, needsSimulator, redisReachable } from './services.js';
+import { DEFAULT_REDIS_URL, needsSimulator, redactUrl, redisReachable } from './services.js';
 import { DEFAULT_INSTANCES, loadStackSettings, type StackSettings, slotPort } from './settings.js';
 import { formatStatus, instancesWord, shown } from './status-text.js';
 
@@ -99,6 +100,41 @@ function checkBackendConfig(settings: StackSettings): void {
   }
 }
 
+/**
+ * Whether the stack can have a PostgreSQL: one answering at DATABASE_URL (or
+ * the default), else Debian's packages to start one from (installed here when
+ * root, as for redis-server). The supervisor then uses or starts it (postgres.ts).
+ */
+async function checkPostgres(): Promise<void> {
+  const explicit = process.env.DATABASE_URL;
+  const wanted = explicit || DEFAULT_DATABASE_URL;
+  const where = explicit ? `DATABASE_URL (${redactUrl(wanted)})` : DEFAULT_DATABASE_URL;
+  const probe = await probePostgres(wanted);
+  if (probe.state === 'ready') {
+    return;
+  }
+  if (probe.state === 'refused' && explicit) {
+    throw new UsageError(`PostgreSQL at ${where} refuses the stack: ${probe.reason}. Fix DATABASE_URL, or unset it.`);
+  }
+  write(
+    probe.state === 'down'
+      ? `PostgreSQL does not answer at ${where}: the stack starts one (Debian's cluster, or its own in RUN_DIR/postgres).`
+      : `PostgreSQL at ${where} refuses user postgres (${probe.reason}): the stack starts its own in RUN_DIR/postgres.`,
+  );
+  if (canStartPostgres()) {
+    return;
+  }
+  const installed = aptInstall(['postgresql'], write);
+  if (installed.ok && canStartPostgres()) {
+    return;
+  }
+  throw new UsageError(
+    installed.ok || installed.attempted
+      ? `${installed.ok ? 'apt-get installed postgresql, but no /usr/lib/postgresql/*/bin/initdb' : installed.instructions}`
+      : `PostgreSQL is not installed: install it (sudo apt-get install -y postgresql), or set DATABASE_URL to a running one.`,
+  );
+}
+
 async function chatAnswers(publicUrl: string): Promise<boolean> {
   const response = await fetch(`${publicUrl}/api/chat`, {
     method: 'POST',
@@ -138,6 +174,7 @@ async function up(settings: StackSettings, paths: RunPaths, rawCount: string | u
   if (!installed.ok) {
     throw new UsageError(installed.instructions);
   }
+  await checkPostgres();
   const ports = await checkPorts(settings);
 
   mkdirSync(paths.logs, { recursive: true });
@@ -226,16 +263,20 @@ async function down(paths: RunPaths): Promise<void> {
     return;
   }
   if (isStackProcess(state.supervisorPid, paths.dir)) {
-    write('Stopping: instances drain, then Caddy, the simulator and Redis (if started here) stop…');
+    write('Stopping: instances drain, then Caddy, the simulator, Redis and PostgreSQL (if started here) stop…');
     process.kill(state.supervisorPid, 'SIGTERM');
     await pollUntil(async () => !isRunning(state.supervisorPid), 60_000, 100);
   }
-  const known = [state.caddy?.pid, state.redis.pid, state.simulator?.pid, state.prometheus?.pid]
+  const known = [state.caddy?.pid, state.redis.pid, state.postgres?.pid, state.simulator?.pid, state.prometheus?.pid]
     .concat(state.instances.map((instance) => instance.pid))
     .filter((pid): pid is number => typeof pid === 'number');
   const leftovers = await endStackProcesses(state.supervisorPid, paths.dir, known, 10_000);
   if (leftovers.length > 0) {
     write(`Ended ${leftovers.length} process(es) the supervisor left behind.`);
+  }
+  const postgres = stopLeftoverPostgres(paths.dir, state.postgres);
+  if (postgres) {
+    write(postgres);
   }
   removeRunState(paths);
   write('Stopped.');

@@ -35,24 +35,52 @@ export function ensureCommands(
     return { ok: true };
   }
   const packages = missing.map((command) => PACKAGES[command] ?? command);
-  const install = `apt-get install -y --no-install-recommends ${packages.join(' ')}`;
-  if (asRoot && hasCommand('apt-get')) {
-    write(`Installing ${packages.join(', ')} with apt-get…`);
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-    const result =
-      update.status === 0 ? spawnSync('sh', ['-c', install], { stdio: 'inherit', env }) : { status: update.status };
-    if (result.status === 0 && missing.every((command) => hasCommand(command))) {
-      return { ok: true };
-    }
-    return { ok: false, instructions: `apt-get could not install ${packages.join(', ')}; try: ${install}` };
+  const installed = aptInstall(packages, write, asRoot);
+  if (installed.ok && missing.every((command) => hasCommand(command))) {
+    return { ok: true };
+  }
+  if (installed.ok) {
+    return {
+      ok: false,
+      instructions: `apt-get installed ${packages.join(', ')}, but ${missing.join(', ')} is still not on PATH`,
+    };
   }
   return {
     ok: false,
-    instructions: [
-      `Missing: ${missing.join(', ')}. Install, then run make up again:`,
-      `  sudo apt-get update && sudo ${install}      # Debian, Ubuntu`,
-      `  brew install ${packages.map((name) => (name === 'redis-server' ? 'redis' : name)).join(' ')}      # macOS`,
-    ].join('\n'),
+    instructions: installed.attempted
+      ? installed.instructions
+      : [
+          `Missing: ${missing.join(', ')}. Install, then run make up again:`,
+          `  sudo ${aptCommand(packages)}      # Debian, Ubuntu`,
+          `  brew install ${packages.map((name) => (name === 'redis-server' ? 'redis' : name)).join(' ')}      # macOS`,
+        ].join('\n'),
   };
+}
+
+/** The install command line for Debian packages. */
+export function aptCommand(packages: readonly string[]): string {
+  return `apt-get install -y --no-install-recommends ${packages.join(' ')}`;
+}
+
+/**
+ * Installs Debian packages with apt-get when running as root where apt-get
+ * exists; `attempted: false` when it could not try (then nothing was run).
+ */
+export function aptInstall(
+  packages: readonly string[],
+  write: (line: string) => void,
+  asRoot = process.getuid?.() === 0,
+): { ok: true } | { ok: false; attempted: boolean; instructions: string } {
+  const install = aptCommand(packages);
+  if (!asRoot || !hasCommand('apt-get')) {
+    return { ok: false, attempted: false, instructions: `sudo apt-get update && sudo ${install}` };
+  }
+  write(`Installing ${packages.join(', ')} with apt-get…`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+  const result =
+    update.status === 0 ? spawnSync('sh', ['-c', install], { stdio: 'inherit', env }) : { status: update.status };
+  return result.status === 0
+    ? { ok: true }
+    : { ok: false, attempted: true, instructions: `apt-get could not install ${packages.join(', ')}; try: ${install}` };
 }

@@ -30,6 +30,16 @@ export const runStateSchema = z.object({
   desiredInstances: z.number().int(),
   maxInstances: z.number().int(),
   redis: processSchema.extend({ url: z.string(), managed: z.boolean() }),
+  /** managed: none (it already ran), system (Debian's cluster, started by make up), own ($RUN_DIR/postgres). */
+  postgres: processSchema
+    .extend({
+      url: z.string(),
+      managed: z.enum(['none', 'system', 'own']),
+      cluster: z.object({ version: z.string(), name: z.string() }).nullable(),
+    })
+    .nullable()
+    // A state written before the stack had PostgreSQL.
+    .default(null),
   simulator: processSchema.extend({ url: z.string() }).nullable(),
   caddy: processSchema.extend({ adminUrl: z.string() }).nullable(),
   prometheus: processSchema.extend({ url: z.string() }).nullable(),

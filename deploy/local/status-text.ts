@@ -13,6 +13,20 @@ export const instancesWord = (count: number) => `${count} instance${count === 1 
 
 const pidOf = (pid: number | null | undefined) => String(pid ?? '-');
 
+function postgresLine(state: RunState): string {
+  const postgres = state.postgres;
+  if (!postgres) {
+    return '-';
+  }
+  if (postgres.managed === 'system') {
+    return `${postgres.url}   Debian cluster ${postgres.cluster?.version}/${postgres.cluster?.name} (started by make up)`;
+  }
+  if (postgres.managed === 'own') {
+    return `${postgres.url}   pid ${pidOf(postgres.pid)} (started by make up, data in $RUN_DIR/postgres)`;
+  }
+  return postgres.url;
+}
+
 export function formatStatus(state: RunState, logsDir: string): string {
   const ready = state.instances.filter((instance) => instance.status === 'ready').length;
   const lines = [
@@ -26,6 +40,7 @@ export function formatStatus(state: RunState, logsDir: string): string {
     '',
     `  caddy       admin ${state.caddy?.adminUrl ?? '-'}   pid ${pidOf(state.caddy?.pid)}`,
     `  redis       ${state.redis.url}${state.redis.managed ? `   pid ${pidOf(state.redis.pid)} (started by make up)` : ''}`,
+    `  postgres    ${postgresLine(state)}`,
     `  simulator   ${state.simulator ? `${state.simulator.url}   pid ${pidOf(state.simulator.pid)}` : '- (GROQ_API_KEY or GROQ_BASE_URL set)'}`,
     `  prometheus  ${state.prometheus ? `${state.prometheus.url}   pid ${pidOf(state.prometheus.pid)}` : '-'}`,
     `  logs        ${shown(logsDir)}/`,

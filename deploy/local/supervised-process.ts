@@ -19,8 +19,13 @@ export interface SupervisedProcessOptions {
   inheritFds?: readonly number[];
   logger: Logger;
   restart: boolean;
-  /** After SIGTERM, how long to wait before SIGKILL. */
+  /** After the stop signal, how long to wait before SIGKILL. */
   stopTimeoutMs: number;
+  /** The signal that asks it to stop (SIGTERM unless set; PostgreSQL's fast shutdown is SIGINT). */
+  stopSignal?: NodeJS.Signals;
+  /** Run as this user and group (when the supervisor is root): PostgreSQL refuses to run as root. */
+  uid?: number;
+  gid?: number;
   /** Called after every spawn and exit, so the owner can publish its state. */
   onChange: () => void;
 }
@@ -34,7 +39,7 @@ export interface SupervisedProcess {
   readonly restarts: number;
   /** Resolves when the current child exits (at once if none runs). */
   exited(): Promise<void>;
-  /** SIGTERM (SIGKILL after stopTimeoutMs), never respawn; resolves once it has exited. */
+  /** The stop signal (SIGKILL after stopTimeoutMs), never respawn; resolves once it has exited. */
   stop(): Promise<void>;
 }
 
@@ -58,6 +63,8 @@ export function superviseProcess(options: SupervisedProcessOptions): SupervisedP
       cwd: options.cwd,
       env: options.env,
       stdio: ['ignore', logFd, logFd, ...(options.inheritFds ?? [])],
+      ...(options.uid === undefined ? {} : { uid: options.uid }),
+      ...(options.gid === undefined ? {} : { gid: options.gid }),
     });
     closeSync(logFd);
     child = spawned;
@@ -126,7 +133,7 @@ export function superviseProcess(options: SupervisedProcessOptions): SupervisedP
       status = 'stopping';
       options.onChange();
       const running = child;
-      running.kill('SIGTERM');
+      running.kill(options.stopSignal ?? 'SIGTERM');
       const killer = setTimeout(() => {
         log.warn({ pid: running.pid }, 'did not stop in time; SIGKILL');
         running.kill('SIGKILL');

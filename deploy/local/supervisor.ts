@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { createInstancePool, type InstancePool } from './instance-pool.js';
 import { sleep } from './ports.js';
+import { type PostgresService, providePostgres, stopPostgres } from './postgres.js';
 import { hasCommand } from './prerequisites.js';
 import { type PrometheusTargets, prometheusSkipReason, prometheusTargets, startPrometheus } from './prometheus.js';
 import { type RunState, readDesiredInstances, runPaths, writeRunState } from './run-state.js';
@@ -18,8 +21,8 @@ import {
 import { DEFAULT_INSTANCES, loadStackSettings } from './settings.js';
 
 /**
- * The background process behind `make up`: starts Redis (unless one answers),
- * the Groq simulator (unless there is a key), N instances, Caddy and Prometheus
+ * The background process behind `make up`: starts Redis and PostgreSQL (unless
+ * one answers; see postgres.ts), the Groq simulator (unless there is a key), N instances, Caddy and Prometheus
  * (when installed and configured); keeps them running, rescales on SIGHUP
  * (reading $RUN_DIR/desired-instances), stops everything on SIGTERM. The CLI
  * (cli.ts) spawns it detached and talks to it through $RUN_DIR.
@@ -39,10 +42,24 @@ const env = { ...process.env };
 env.SHUTDOWN_DRAIN_MS ||= '3000';
 // One key for the whole stack, so one caller has the same tag in every instance's log.
 env.LOG_CALLER_SALT ||= randomBytes(32).toString('hex');
+// Every instance signs and checks device tokens with one key, kept in the run
+// directory so tokens outlive a make down / make up.
+if (!env.AUTH_JWT_SECRET && !env.AUTH_JWT_SECRET_FILE) {
+  env.AUTH_JWT_SECRET = stackJwtSecret(join(paths.dir, 'auth-jwt-secret'));
+}
+
+function stackJwtSecret(file: string): string {
+  if (!existsSync(file)) {
+    writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  chmodSync(file, 0o600);
+  return readFileSync(file, 'utf8').trim();
+}
 
 let phase: RunState['phase'] = 'starting';
 let failure: string | null = null;
 let redis: RedisService | undefined;
+let postgres: PostgresService | undefined;
 let simulator: UrlService | undefined;
 let caddy: UrlService | undefined;
 let prometheus: UrlService | undefined;
@@ -66,6 +83,14 @@ function publish() {
       managed: redis?.process !== undefined,
       pid: redis?.process?.pid ?? null,
     },
+    postgres: postgres
+      ? {
+          url: redactUrl(postgres.url),
+          managed: postgres.managed,
+          cluster: postgres.cluster,
+          pid: postgres.process?.pid ?? null,
+        }
+      : null,
     simulator: simulator ? { url: simulator.url, pid: simulator.process.pid } : null,
     caddy: caddy ? { adminUrl: caddy.url, pid: caddy.process.pid } : null,
     prometheus: prometheus ? { url: prometheus.url, pid: prometheus.process.pid } : null,
@@ -79,6 +104,8 @@ async function start() {
   publish();
   redis = await provideRedis(context, env);
   env.REDIS_URL = redis.url;
+  postgres = await providePostgres(context, env);
+  env.DATABASE_URL = postgres.url;
   if (needsSimulator(env)) {
     simulator = await startSimulator(context, env);
     env.GROQ_BASE_URL = simulator.url;
@@ -116,7 +143,7 @@ function stop(exitCode: number) {
     publish();
     logger.info('stopping the stack');
     await Promise.all([caddy?.process.stop(), pool?.stop(), prometheus?.process.stop()]);
-    await Promise.all([simulator?.process.stop(), redis?.process?.stop()]);
+    await Promise.all([simulator?.process.stop(), redis?.process?.stop(), stopPostgres(postgres)]);
     if (phase !== 'failed') {
       phase = 'stopped';
     }
