@@ -3,16 +3,18 @@ import type { Redis } from 'ioredis';
 import type { ChatRequest } from '../chat/chat-request.js';
 import type { ChatAnswer } from '../chat/chat-service.js';
 import { AppError, idempotencyKeyReused, queueFull, serviceUnavailable } from '../errors.js';
-import { hashCaller } from '../redis/caller-key.js';
+import { type CallerRef, hashCaller } from '../redis/caller-key.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { DEFAULT_JOB_MS, type EtaFallback, estimateSeconds, type JobProgress, type Throughput } from './eta.js';
 import { idempotencySlot, requestFingerprint } from './idempotency.js';
-import type { JobLedger, JobRecord, PublicError } from './job-ledger.js';
+import type { JobLedger, JobRecord, JobState, PublicError } from './job-ledger.js';
 import { bullPrefix, CHAT_QUEUE_NAME, newJobId, type QueueKeys } from './queue-keys.js';
 
 export interface ChatJobData {
   request: ChatRequest;
+  /** Who asked, by Redis name only: the raw caller id never enters BullMQ. */
+  caller: CallerRef;
   /** The POST's request id, so the worker's log lines can be matched to it. */
   requestId: string;
 }
@@ -37,12 +39,32 @@ export type JobStatus =
   | { status: 'failed'; error: PublicError }
   | { status: 'processing'; state: 'waiting' | 'active' | 'delayed'; position: number; estimatedTime: number };
 
+/** One job as its owner may export it. */
+export interface OwnedJob {
+  jobId: string;
+  state: JobState;
+  /** When it was queued, ISO 8601. */
+  createdAt?: string;
+  /** What the caller sent; absent once BullMQ no longer holds it (or never got it: a POST that died midway). */
+  request?: ChatRequest;
+  result?: ChatAnswer;
+  error?: PublicError;
+}
+
 export interface ChatQueue {
   readonly queue: Queue<ChatJobData>;
   enqueue(input: EnqueueInput): Promise<Enqueued>;
   /** The job as its owner sees it; undefined for an unknown job or anyone else's. */
   status(callerId: string, jobId: string): Promise<JobStatus | undefined>;
   counts(): Promise<{ waiting: number; active: number; delayed: number }>;
+  /** Every job of the caller still held, with what they sent and what they got. */
+  owned(callerId: string): Promise<OwnedJob[]>;
+  /**
+   * Deletes every job of the caller: BullMQ's job, its record and place in line,
+   * their Idempotency-Key slots and the caller's own keys. A job running right
+   * now is removed by its worker as it ends (it finds its record gone).
+   */
+  forget(callerId: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -65,6 +87,22 @@ export interface ChatQueueOptions {
 /** A record lives this long while its job waits; once finished, QUEUE_RESULT_TTL_SECONDS. */
 const PENDING_TTL_SECONDS = 86_400;
 const RETRY_AFTER_MAX_SECONDS = 60;
+
+/** A BullMQ state in our terms, for a job whose record already expired; undefined when BullMQ has no such job. */
+function bullState(state: string): JobState | undefined {
+  switch (state) {
+    case 'active':
+    case 'delayed':
+    case 'completed':
+    case 'failed':
+      return state;
+    case 'unknown':
+      return undefined;
+    default:
+      // waiting, prioritized, waiting-children
+      return 'waiting';
+  }
+}
 
 function progressOf(record: JobRecord): JobProgress {
   switch (record.state) {
@@ -121,7 +159,18 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
     return Math.min(RETRY_AFTER_MAX_SECONDS, Math.max(1, seconds));
   }
 
-  const add = (jobId: string, data: ChatJobData) => queue.add(CHAT_QUEUE_NAME, data, { jobId });
+  /**
+   * Never priority 0: BullMQ runs unprioritized jobs before every prioritized
+   * one. The ledger chose the priority and placed the job in line to match.
+   */
+  const add = (jobId: string, data: ChatJobData, priority: number) =>
+    queue.add(CHAT_QUEUE_NAME, data, { jobId, priority });
+
+  const jobData = (input: EnqueueInput, owner: string): ChatJobData => ({
+    request: input.request,
+    caller: { kind: input.callerId.startsWith('user:') ? 'user' : 'ip', key: owner },
+    requestId: input.requestId,
+  });
 
   /** Where an unfinished job stands, for the POST's answer and for polls. */
   function standing(record: JobRecord) {
@@ -133,7 +182,12 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
     };
   }
 
-  async function replay(input: EnqueueInput, stored: string, fingerprint: string): Promise<Enqueued | undefined> {
+  async function replay(
+    input: EnqueueInput,
+    owner: string,
+    stored: string,
+    fingerprint: string,
+  ): Promise<Enqueued | undefined> {
     const [jobId = '', storedFingerprint] = stored.split(' ');
     if (storedFingerprint !== fingerprint) {
       throw idempotencyKeyReused();
@@ -147,7 +201,7 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
     }
     if (record.state === 'waiting') {
       // The first POST may have died between admission and BullMQ; adding an existing id is a no-op.
-      await add(jobId, { request: input.request, requestId: input.requestId });
+      await add(jobId, jobData(input, owner), record.priority);
     }
     const { position, estimatedTime } = standing(record);
     return { jobId, position, estimatedTime, replayed: true };
@@ -168,13 +222,14 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
       owner,
       maxWaiting: options.maxWaiting,
       pendingTtlSeconds: PENDING_TTL_SECONDS,
+      resultTtlSeconds: options.resultTtlSeconds,
       idempotency,
     });
     if (admission.kind === 'existing') {
-      const replayed = await replay(input, admission.value, fingerprint);
+      const replayed = await replay(input, owner, admission.value, fingerprint);
       if (!replayed && idempotency) {
         // The earlier job's record expired: free the key and queue anew.
-        await ledger.withdraw(undefined, { key: idempotency.key, value: admission.value });
+        await ledger.withdraw(undefined, owner, { key: idempotency.key, value: admission.value });
       }
       return replayed;
     }
@@ -183,9 +238,9 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
       throw queueFull(retryAfterFull(admission.throughput));
     }
     try {
-      await add(jobId, { request: input.request, requestId: input.requestId });
+      await add(jobId, jobData(input, owner), admission.priority);
     } catch (error) {
-      await ledger.withdraw(jobId, idempotency).catch(() => undefined);
+      await ledger.withdraw(jobId, owner, idempotency).catch(() => undefined);
       throw error;
     }
     return {
@@ -197,6 +252,29 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
         fallback,
       ),
       replayed: false,
+    };
+  }
+
+  /** One id of the owner's index as an export entry; an id whose record and BullMQ job are both gone leaves the index. */
+  async function ownedJob(owner: string, jobId: string): Promise<OwnedJob | undefined> {
+    const [record, job] = await Promise.all([ledger.read(jobId), queue.getJob(jobId)]);
+    const data = job?.data;
+    if ((record && record.owner !== owner) || (data?.caller && data.caller.key !== owner)) {
+      return undefined;
+    }
+    const state = record?.state ?? (job ? bullState(await job.getState()) : undefined);
+    if (!state) {
+      await ledger.unlist(owner, jobId);
+      return undefined;
+    }
+    const enqueuedAt = record?.enqueuedAt ?? job?.timestamp;
+    return {
+      jobId,
+      state,
+      createdAt: enqueuedAt === undefined ? undefined : new Date(enqueuedAt).toISOString(),
+      request: data?.request,
+      result: record?.result,
+      error: record?.error,
     };
   }
 
@@ -230,8 +308,31 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
     },
 
     async counts() {
-      const counts = await queue.getJobCounts('waiting', 'active', 'delayed');
-      return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0 };
+      // Every job has a priority, so BullMQ counts the waiting ones as "prioritized".
+      const counts = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed');
+      return {
+        waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0),
+        active: counts.active ?? 0,
+        delayed: counts.delayed ?? 0,
+      };
+    },
+
+    owned(callerId) {
+      const owner = hashCaller(callerId);
+      return guarded(async () => {
+        const jobs = await Promise.all((await ledger.ownedIds(owner)).map((jobId) => ownedJob(owner, jobId)));
+        return jobs.filter((job): job is OwnedJob => job !== undefined);
+      });
+    },
+
+    forget(callerId) {
+      const owner = hashCaller(callerId);
+      return guarded(async () => {
+        // The ledger first: a BullMQ job left behind (locked, or added by a POST in flight) then
+        // finds no record when it runs, and its worker removes it.
+        const jobIds = await ledger.forget(owner);
+        await Promise.all(jobIds.map((jobId) => queue.remove(jobId)));
+      });
     },
 
     close() {

@@ -62,18 +62,30 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
   const { chat, ledger, metrics, backoffMs, resultTtlSeconds } = options;
   const log = options.logger.child({ component: 'queue-worker' });
   let closing = false;
+  /**
+   * Jobs whose record is gone (expired, or deleted with its owner's data): the
+   * processor ends them, and BullMQ's copy, which holds the conversation, is
+   * removed once they are unlocked.
+   */
+  const orphans = new Set<string>();
 
-  /** Always throws: the error tells BullMQ whether the job is delayed, retried, handed back or failed. */
+  /**
+   * Throws to tell BullMQ whether the job is delayed, retried, handed back or
+   * failed; returns only when the record is gone, so the job just ends.
+   */
   async function failAttempt(
     job: Job<ChatJobData, void>,
     token: string | undefined,
     signal: AbortSignal | undefined,
     error: unknown,
     attemptMs: number,
-  ): Promise<never> {
+  ): Promise<void> {
     const jobId = job.id as string;
     if (closing && signal?.aborted) {
-      await ledger.park(jobId, 'waiting', 0);
+      if ((await ledger.park(jobId, 'handed_back', 0)) === 'gone') {
+        orphans.add(jobId);
+        return;
+      }
       await job.moveToWait(token);
       log.info({ jobId }, 'job handed back at shutdown');
       throw new WaitingError();
@@ -82,7 +94,10 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     const upstream = isUpstreamError(error) ? { kind: error.kind, status: error.status } : undefined;
     if (verdict.kind === 'wait') {
       // Not an attempt: the answer is only late. BullMQ's moveToDelayed skips the attempt count.
-      await ledger.park(jobId, 'delayed', verdict.delayMs);
+      if ((await ledger.park(jobId, 'delayed', verdict.delayMs)) === 'gone') {
+        orphans.add(jobId);
+        return;
+      }
       await job.moveToDelayed(Date.now() + verdict.delayMs, token);
       log.info({ jobId, delayMs: verdict.delayMs }, 'job delayed: upstream at capacity');
       throw new DelayedError();
@@ -91,11 +106,18 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     const attemptsLeft = verdict.kind === 'retry' && failedAttempts < (job.opts.attempts ?? 1);
     if (attemptsLeft) {
       const delayMs = retryDelayMs(failedAttempts, backoffMs, error);
-      await ledger.park(jobId, 'delayed', delayMs, attemptMs);
+      if ((await ledger.park(jobId, 'delayed', delayMs, attemptMs)) === 'gone') {
+        orphans.add(jobId);
+        return;
+      }
       log.warn({ jobId, attempt: failedAttempts, delayMs, upstream }, 'job attempt failed; will retry');
       throw error;
     }
-    await ledger.finish(jobId, { state: 'failed', error: publicError(error) }, resultTtlSeconds, attemptMs);
+    const failed = { state: 'failed', error: publicError(error) } as const;
+    if ((await ledger.finish(jobId, failed, resultTtlSeconds, attemptMs)) === 'gone') {
+      orphans.add(jobId);
+      return;
+    }
     log.warn({ jobId, attempt: failedAttempts, upstream, err: upstream ? undefined : error }, 'job failed');
     throw verdict.kind === 'give_up' ? new UnrecoverableError((error as Error).message) : error;
   }
@@ -104,8 +126,12 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
   async function processChatJob(job: Job<ChatJobData, void>, token?: string, signal?: AbortSignal): Promise<void> {
     const jobId = job.id as string;
     const start = await ledger.start(jobId);
-    if (start.kind === 'gone' || start.kind === 'finished') {
-      // Expired (nobody can read an answer) or already answered before a crash: nothing to do.
+    if (start.kind === 'gone') {
+      orphans.add(jobId);
+      return;
+    }
+    if (start.kind === 'finished') {
+      // Answered before a crash: nothing to do.
       return;
     }
     if (start.kind === 'first') {
@@ -114,7 +140,10 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     const began = performance.now();
     try {
       const answer = await chat.answer(job.data.request, { signal, maxQuotaWaitMs: 0 });
-      await ledger.finish(jobId, { state: 'completed', result: answer }, resultTtlSeconds, performance.now() - began);
+      const completed = { state: 'completed', result: answer } as const;
+      if ((await ledger.finish(jobId, completed, resultTtlSeconds, performance.now() - began)) === 'gone') {
+        orphans.add(jobId);
+      }
     } catch (error) {
       await failAttempt(job, token, signal, error, performance.now() - began);
     }
@@ -135,7 +164,18 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     },
   });
 
-  worker.on('completed', () => metrics.queueCompleted.inc());
+  /** Removes BullMQ's copy of a job whose record is gone; a failure leaves it to BullMQ's age limit. */
+  function removeOrphan(job: Job<ChatJobData, void>) {
+    void job.remove().catch((error: unknown) => log.warn({ err: error, jobId: job.id }, 'cannot remove orphan job'));
+  }
+
+  worker.on('completed', (job) => {
+    if (orphans.delete(job.id as string)) {
+      removeOrphan(job);
+      return;
+    }
+    metrics.queueCompleted.inc();
+  });
   worker.on('failed', (job, error) => {
     // finishedOn is set only when no attempt is left; a retried attempt is not a failed job.
     if (!job?.finishedOn) {
@@ -145,12 +185,17 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     // Jobs failed without running (stalled too often) have no ledger outcome yet; others keep theirs.
     void ledger
       .finish(job.id as string, { state: 'failed', error: publicError(error) }, resultTtlSeconds)
+      .then((write) => {
+        if (write === 'gone') {
+          removeOrphan(job);
+        }
+      })
       .catch((writeError: unknown) => log.error({ err: writeError, jobId: job.id }, 'cannot record failed job'));
   });
   worker.on('stalled', (jobId) => {
     log.warn({ jobId }, 'job stalled (its worker died or froze); back in line');
     void ledger
-      .park(jobId, 'waiting', 0)
+      .park(jobId, 'stalled', 0)
       .catch((error: unknown) => log.error({ err: error, jobId }, 'cannot record stalled job'));
   });
   let workerHealthy = true;

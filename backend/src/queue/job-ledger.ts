@@ -5,6 +5,7 @@ import {
   admitScript,
   dropStaleScript,
   finishScript,
+  forgetScript,
   parkScript,
   startScript,
   withdrawScript,
@@ -30,10 +31,13 @@ export interface JobRecord {
   /** Hash of the caller who queued it. */
   owner: string;
   state: JobState;
+  /** BullMQ priority it was queued with (1 = first of its owner's jobs in line). */
+  priority: number;
   result: ChatAnswer | undefined;
   error: PublicError | undefined;
   /** 1-based place in line; undefined once started. */
   position: number | undefined;
+  enqueuedAt: number | undefined;
   startedAt: number | undefined;
   readyAt: number | undefined;
   /** Redis time of the read, in ms (the clock every timestamp above uses). */
@@ -42,7 +46,7 @@ export interface JobRecord {
 }
 
 export type Admission =
-  | { kind: 'admitted'; position: number; throughput: Throughput }
+  | { kind: 'admitted'; position: number; priority: number; throughput: Throughput }
   | { kind: 'existing'; value: string }
   | { kind: 'full'; throughput: Throughput };
 
@@ -51,6 +55,8 @@ export interface AdmitRequest {
   owner: string;
   maxWaiting: number;
   pendingTtlSeconds: number;
+  /** How long a finished job's result is kept (and BullMQ's job, at least). */
+  resultTtlSeconds: number;
   /** The caller's Idempotency-Key slot and what to store in it (job id and request fingerprint). */
   idempotency?: { key: string; value: string; ttlSeconds: number };
 }
@@ -64,14 +70,32 @@ export type StartOutcome =
 
 export type FinalOutcome = { state: 'completed'; result: ChatAnswer } | { state: 'failed'; error: PublicError };
 
+/**
+ * Where a job goes back in line, as BullMQ puts it: delayed (quota, retry
+ * backoff), handed back at shutdown, or stalled (recovered from a dead worker).
+ */
+export type ParkReason = 'delayed' | 'handed_back' | 'stalled';
+
+/** What a write to a record found: done, a record already finished (kept as is), or no record (expired or forgotten). */
+export type RecordWrite = 'written' | 'finished' | 'gone';
+
+const recordWrite = (code: unknown): RecordWrite =>
+  Number(code) === 1 ? 'written' : Number(code) === 0 ? 'finished' : 'gone';
+
 export interface JobLedger {
   admit(request: AdmitRequest): Promise<Admission>;
   /** Undoes an admission (jobId) and/or frees an Idempotency-Key slot that still holds `value`. */
-  withdraw(jobId: string | undefined, idempotency?: { key: string; value: string }): Promise<void>;
+  withdraw(jobId: string | undefined, owner: string, idempotency?: { key: string; value: string }): Promise<void>;
   read(jobId: string): Promise<JobRecord | undefined>;
   start(jobId: string): Promise<StartOutcome>;
-  park(jobId: string, state: 'waiting' | 'delayed', delayMs: number, attemptMs?: number): Promise<void>;
-  finish(jobId: string, outcome: FinalOutcome, ttlSeconds: number, attemptMs?: number): Promise<void>;
+  park(jobId: string, reason: ParkReason, delayMs: number, attemptMs?: number): Promise<RecordWrite>;
+  finish(jobId: string, outcome: FinalOutcome, ttlSeconds: number, attemptMs?: number): Promise<RecordWrite>;
+  /** Ids of the owner's jobs that may still be held (records or BullMQ jobs); some may be gone. */
+  ownedIds(owner: string): Promise<string[]>;
+  /** Drops an id whose record and BullMQ job are both gone from the owner's index. */
+  unlist(owner: string, jobId: string): Promise<void>;
+  /** Deletes the owner's records, line entries, Idempotency-Key slots and own keys; returns their job ids. */
+  forget(owner: string): Promise<string[]>;
   /** The oldest entries of the line, for the reconciler. */
   lineHead(count: number): Promise<{ jobId: string; score: string }[]>;
   dropStale(jobId: string, score: string): Promise<void>;
@@ -111,7 +135,16 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
       const idempotency = request.idempotency;
       const reply = (await admitScript.run(
         redis,
-        [keys.line, keys.seq, keys.job(request.jobId), idempotency?.key ?? '', keys.stats],
+        [
+          keys.line,
+          keys.seq,
+          keys.job(request.jobId),
+          idempotency?.key ?? '',
+          keys.stats,
+          keys.owner(request.owner, 'line'),
+          keys.owner(request.owner, 'jobs'),
+          keys.owner(request.owner, 'idem'),
+        ],
         [
           request.jobId,
           request.owner,
@@ -119,9 +152,12 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
           request.pendingTtlSeconds,
           idempotency?.ttlSeconds ?? 0,
           idempotency?.value ?? '',
+          // BullMQ drops finished jobs lazily, past an age of the result TTL: the index keeps them that long more.
+          request.resultTtlSeconds,
+          keys.jobPrefix,
         ],
-      )) as [string, string | (string | null)[], number?];
-      const [kind, detail, rank] = reply;
+      )) as [string, string | (string | null)[], number?, number?];
+      const [kind, detail, rank, priority] = reply;
       if (kind === 'existing') {
         return { kind, value: String(detail) };
       }
@@ -129,13 +165,20 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
       if (kind === 'full') {
         return { kind, throughput };
       }
-      return { kind: 'admitted', position: Number(rank) + 1, throughput };
+      return { kind: 'admitted', position: Number(rank) + 1, priority: Number(priority), throughput };
     },
 
-    async withdraw(jobId, idempotency) {
+    async withdraw(jobId, owner, idempotency) {
       await withdrawScript.run(
         redis,
-        [keys.line, jobId === undefined ? '' : keys.job(jobId), idempotency?.key ?? ''],
+        [
+          keys.line,
+          jobId === undefined ? '' : keys.job(jobId),
+          idempotency?.key ?? '',
+          keys.owner(owner, 'line'),
+          keys.owner(owner, 'jobs'),
+          keys.owner(owner, 'idem'),
+        ],
         [jobId ?? '', idempotency?.value ?? ''],
       );
     },
@@ -144,22 +187,25 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
       const [fields, rank, stats, time] = replies(
         await redis
           .pipeline()
-          .hmget(keys.job(jobId), 'owner', 'state', 'result', 'error', 'startedAt', 'readyAt')
+          .hmget(keys.job(jobId), 'owner', 'state', 'result', 'error', 'startedAt', 'readyAt', 'enqueuedAt', 'priority')
           .zrank(keys.line, jobId)
           .hmget(keys.stats, 'iS', 'iW', 'dS', 'dW')
           .time()
           .exec(),
       ) as [(string | null)[], number | null, (string | null)[], [string, string]];
-      const [owner, state, result, error, startedAt, readyAt] = fields;
+      const [owner, state, result, error, startedAt, readyAt, enqueuedAt, priority] = fields;
       if (!owner || !state || !JOB_STATES.includes(state)) {
         return undefined;
       }
       return {
         owner,
         state: state as JobState,
+        // Records from before priorities were all first in their owner's line.
+        priority: optionalNumber(priority ?? null) ?? 1,
         result: parseJson<ChatAnswer>(result ?? null),
         error: parseJson<PublicError>(error ?? null),
         position: rank === null ? undefined : rank + 1,
+        enqueuedAt: optionalNumber(enqueuedAt ?? null),
         startedAt: optionalNumber(startedAt ?? null),
         readyAt: optionalNumber(readyAt ?? null),
         now: Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000),
@@ -168,7 +214,9 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
     },
 
     async start(jobId) {
-      const code = Number(await startScript.run(redis, [keys.line, keys.job(jobId)], [jobId]));
+      const code = Number(
+        await startScript.run(redis, [keys.line, keys.job(jobId)], [jobId, keys.ownerPrefix, keys.jobPrefix]),
+      );
       if (code === -1) {
         return { kind: 'gone' };
       }
@@ -181,28 +229,43 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
       return { kind: 'first', waitedMs: code };
     },
 
-    async park(jobId, state, delayMs, attemptMs) {
-      await parkScript.run(
-        redis,
-        [keys.line, keys.seq, keys.job(jobId), keys.stats],
-        [jobId, state, Math.max(0, Math.round(delayMs)), attemptMs === undefined ? '' : Math.round(attemptMs)],
+    async park(jobId, reason, delayMs, attemptMs) {
+      return recordWrite(
+        await parkScript.run(
+          redis,
+          [keys.line, keys.seq, keys.job(jobId), keys.stats],
+          [
+            jobId,
+            reason,
+            Math.max(0, Math.round(delayMs)),
+            attemptMs === undefined ? '' : Math.round(attemptMs),
+            keys.ownerPrefix,
+            keys.jobPrefix,
+          ],
+        ),
       );
     },
 
     async finish(jobId, outcome, ttlSeconds, attemptMs) {
       const [field, value] =
         outcome.state === 'completed' ? ['result', outcome.result] : (['error', outcome.error] as const);
-      await finishScript.run(
-        redis,
-        [keys.line, keys.job(jobId), keys.stats],
-        [
-          jobId,
-          outcome.state,
-          field,
-          JSON.stringify(value),
-          ttlSeconds,
-          attemptMs === undefined ? '' : Math.round(attemptMs),
-        ],
+      return recordWrite(
+        await finishScript.run(
+          redis,
+          [keys.line, keys.job(jobId), keys.stats],
+          [
+            jobId,
+            outcome.state,
+            field,
+            JSON.stringify(value),
+            ttlSeconds,
+            attemptMs === undefined ? '' : Math.round(attemptMs),
+            keys.ownerPrefix,
+            // As at admission: BullMQ keeps the finished job about one result TTL more.
+            ttlSeconds,
+            keys.jobPrefix,
+          ],
+        ),
       );
     },
 
@@ -216,7 +279,24 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
     },
 
     async dropStale(jobId, score) {
-      await dropStaleScript.run(redis, [keys.line], [jobId, score]);
+      await dropStaleScript.run(redis, [keys.line, keys.job(jobId)], [jobId, score, keys.ownerPrefix]);
+    },
+
+    ownedIds(owner) {
+      return redis.zrange(keys.owner(owner, 'jobs'), '0', '-1');
+    },
+
+    async unlist(owner, jobId) {
+      await redis.zrem(keys.owner(owner, 'jobs'), jobId);
+    },
+
+    async forget(owner) {
+      const ids = await forgetScript.run(
+        redis,
+        [keys.line, keys.owner(owner, 'line'), keys.owner(owner, 'jobs'), keys.owner(owner, 'idem')],
+        [keys.jobPrefix],
+      );
+      return (ids as string[]).map(String);
     },
 
     waitingCount() {

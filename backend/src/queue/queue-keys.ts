@@ -9,30 +9,50 @@ export const bullPrefix = (redisPrefix: string) => `${redisPrefix}bull`;
 /**
  * Our keys beside BullMQ's:
  * - line: the jobs not yet started, in the order BullMQ will run them (sorted
- *   set, score = arrival time, or due time for a delayed job, in µs), so a
- *   position is one ZRANK instead of a scan of the wait list
- * - seq: the last arrival place handed out (keeps arrivals strictly ordered)
- * - job: the public record of one job (owner, state, result or error), small
- *   enough to read on every poll, unlike the BullMQ hash that holds the message
+ *   set), so a position is one ZRANK instead of a scan of BullMQ's lists. The
+ *   score mirrors BullMQ's prioritized set (priority, then order of entry):
+ *   priority × 2^42 + a place in ms (arrival, or due time for a delayed job);
+ *   see ledger-scripts.ts
+ * - arrival: the last arrival place handed out (keeps arrivals strictly ordered)
+ * - job: the public record of one job (owner, state, priority, result or
+ *   error), small enough to read on every poll, unlike the BullMQ hash that
+ *   holds the message
  * - idem: Idempotency-Key → job id, per caller
  * - stats: the cluster-wide moving averages behind estimatedTime
+ * - owner:<hash>:line, :jobs, :idem: one caller's jobs in line (their count is
+ *   the next job's priority), every job still held (for export and deletion),
+ *   and their Idempotency-Key slots; sorted sets scored by expiry in ms, so
+ *   members leave as the records they name expire
  */
 export interface QueueKeys {
   line: string;
   seq: string;
   stats: string;
+  /** job(id) is jobPrefix + id: the deletion script builds record keys from ids. */
+  jobPrefix: string;
+  /** owner(hash, what) is ownerPrefix + hash + ':' + what: the scripts find a record's owner keys this way. */
+  ownerPrefix: string;
   job(jobId: string): string;
   idempotency(ownerHash: string, keyHash: string): string;
+  owner(ownerHash: string, what: OwnerKey): string;
 }
+
+export type OwnerKey = 'line' | 'jobs' | 'idem';
 
 export function queueKeys(redisPrefix: string): QueueKeys {
   const base = `${redisPrefix}queue:`;
+  const jobPrefix = `${base}job:`;
+  const ownerPrefix = `${base}owner:`;
   return {
     line: `${base}line`,
-    seq: `${base}seq`,
+    // In ms; earlier versions kept a µs place under "seq", which would overflow the priority bands.
+    seq: `${base}arrival`,
     stats: `${base}stats`,
-    job: (jobId) => `${base}job:${jobId}`,
+    jobPrefix,
+    ownerPrefix,
+    job: (jobId) => `${jobPrefix}${jobId}`,
     idempotency: (ownerHash, keyHash) => `${base}idem:${ownerHash}:${keyHash}`,
+    owner: (ownerHash, what) => `${ownerPrefix}${ownerHash}:${what}`,
   };
 }
 
