@@ -32,21 +32,33 @@ const NOT_PASSED_THROUGH = [
 
 interface ComposeService {
   image?: string;
+  command?: string[];
   build?: { context: string; dockerfile: string };
   ports?: unknown[];
   expose?: string[];
   environment?: Record<string, string | null>;
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string }>;
-  volumes?: (string | { type: string; source: string; target: string })[];
+  volumes?: (string | { type: string; source: string; target: string; read_only?: boolean })[];
 }
 
-function composeConfig(): { services: Record<string, ComposeService> } {
+function composeConfig(env: Record<string, string> = {}): { services: Record<string, ComposeService> } {
   const text = execFileSync('docker-compose', ['-f', COMPOSE_FILE, 'config'], {
     encoding: 'utf8',
-    env: { ...process.env, GROQ_API_KEY: '', PUBLIC_PORT: '' },
+    env: { ...process.env, GROQ_API_KEY: '', PUBLIC_PORT: '', POSTGRES_PASSWORD: '', AUTH_JWT_SECRET: '', ...env },
   });
   return parse(text) as { services: Record<string, ComposeService> };
+}
+
+/** Volumes in one shape, whether the client printed the short form (v1) or the long one (v2). */
+function mounts(service: ComposeService | undefined): { source: string; target: string; readOnly: boolean }[] {
+  return (service?.volumes ?? []).map((volume) => {
+    if (typeof volume !== 'string') {
+      return { source: volume.source, target: volume.target, readOnly: volume.read_only === true };
+    }
+    const [source = '', target = '', mode = ''] = volume.split(':');
+    return { source, target, readOnly: mode.split(',').includes('ro') };
+  });
 }
 
 function bindSources(service: ComposeService | undefined): string[] {
@@ -71,6 +83,50 @@ describe('deploy/compose', () => {
     expect(services.redis?.healthcheck?.test).toContain('ping');
     expect(JSON.stringify(services.caddy?.ports)).toContain('8080');
     expect(services.caddy?.depends_on?.backend?.condition).toBe('service_healthy');
+  });
+
+  it('runs PostgreSQL 16 on a named volume, health-checked over TCP, before the replicas start', () => {
+    const { services } = composeConfig();
+    const postgres = services.postgres;
+    expect(postgres?.image).toBe('postgres:16-alpine');
+    expect(postgres?.ports).toBeUndefined();
+    expect(mounts(postgres)).toContainEqual({
+      source: 'postgres-data',
+      target: '/var/lib/postgresql/data',
+      readOnly: false,
+    });
+    // The image's first-start initialisation listens on its Unix socket only: a TCP check is not fooled by it.
+    expect(postgres?.healthcheck?.test).toEqual(['CMD', 'pg_isready', '-h', '127.0.0.1', '-U', 'focus', '-d', 'focus']);
+    expect(services.backend?.depends_on?.postgres?.condition).toBe('service_healthy');
+    expect(services.backend?.environment?.DATABASE_URL).toBe('postgres://focus:focus-local-only@postgres:5432/focus');
+    expect(postgres?.environment).toMatchObject({ POSTGRES_USER: 'focus', POSTGRES_DB: 'focus' });
+  });
+
+  it('takes the PostgreSQL password from the environment, for the server and the replicas alike', () => {
+    const { services } = composeConfig({ POSTGRES_PASSWORD: 'Not4Laptops' });
+    expect(services.postgres?.environment?.POSTGRES_PASSWORD).toBe('Not4Laptops');
+    expect(services.backend?.environment?.DATABASE_URL).toBe('postgres://focus:Not4Laptops@postgres:5432/focus');
+  });
+
+  it('gives every replica one token-signing secret: AUTH_JWT_SECRET from the environment, else a drawn one', () => {
+    const { services } = composeConfig();
+    const backend = services.backend;
+    expect(backend?.depends_on?.['jwt-secret']?.condition).toBe('service_completed_successfully');
+    expect(mounts(backend)).toContainEqual({ source: 'jwt-secret', target: '/run/focus-secrets', readOnly: true });
+    expect(backend?.environment?.AUTH_JWT_SECRET_FILE).toBe('/run/focus-secrets/auth_jwt_secret');
+    expect(mounts(services['jwt-secret'])).toContainEqual({
+      source: 'jwt-secret',
+      target: '/secrets',
+      readOnly: false,
+    });
+    // Drawn once: a restart keeps the secret, so issued tokens stay valid.
+    const script = services['jwt-secret']?.command?.join(' ') ?? '';
+    expect(script).toMatch(/^sh -c test -s \/secrets\/auth_jwt_secret \|\|/);
+    // The replicas run as node (uid 1000) and must read it.
+    expect(script).toContain('chown 1000:1000 /secrets/auth_jwt_secret');
+    expect(composeConfig({ AUTH_JWT_SECRET: 'x'.repeat(40) }).services.backend?.environment?.AUTH_JWT_SECRET).toBe(
+      'x'.repeat(40),
+    );
   });
 
   it('passes every backend setting from the environment to the replicas', () => {
@@ -131,5 +187,8 @@ describe('deploy/compose', () => {
       .filter((line) => line.startsWith('COPY ') && !line.includes('--from='))
       .flatMap((line) => line.split(/\s+/).slice(1, -1));
     expect(copied.filter((path) => !allowed.includes(`!${path}`))).toEqual([]);
+    expect(copied.filter((path) => !existsSync(join(REPO_ROOT, path)))).toEqual([]);
+    // The replicas apply the SQL migrations at start: they must be in the image.
+    expect(copied).toContain('backend/migrations');
   });
 });
