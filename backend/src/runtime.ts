@@ -176,7 +176,16 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         await clusterStats.forgetCaller(user.callerId);
       },
     },
-    { name: 'cachedAnswers', forget: (user) => cache.forgetOwner(user.caller.key) },
+    {
+      name: 'queuedJobs',
+      export: (user) => queue.chatQueue.owned(user.callerId),
+      forget: (user) => queue.chatQueue.forget(user.callerId),
+    },
+    {
+      name: 'cachedAnswers',
+      export: (user) => cache.owned(user.caller.key),
+      forget: (user) => cache.forgetOwner(user.caller.key),
+    },
   ];
   const accounts = createAccountService({ users, deviceTokens, authenticator, holders, tracker: postgresTracker });
 

@@ -24,6 +24,8 @@ export interface ResponseCache {
   get(key: string | readonly string[]): Promise<CachedAnswer | undefined>;
   /** `owner` (a signed-in user's CallerRef key): the answer came from their conversation, and goes when they do. */
   set(key: string, answer: CachedAnswer, owner?: string): Promise<void>;
+  /** The answers stored from the owner's conversations and still cached (for their data export). */
+  owned(owner: string): Promise<CachedAnswer[]>;
   /** Deletes every answer stored from the owner's conversations; throws when Redis fails. */
   forgetOwner(owner: string): Promise<void>;
   stats(): Promise<CacheStats>;
@@ -104,6 +106,14 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
       } catch (error) {
         tracker.failed(error);
       }
+    },
+
+    async owned(owner) {
+      const keys = await redis.smembers(ownerKey(owner));
+      const values = keys.length === 0 ? [] : await redis.mget(...keys.map(entryKey));
+      return values
+        .filter((value): value is string => value !== null)
+        .map((value) => JSON.parse(value) as CachedAnswer);
     },
 
     async forgetOwner(owner) {

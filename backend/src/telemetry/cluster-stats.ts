@@ -69,6 +69,8 @@ export interface ClusterStatsOptions {
 
 /** How long samples gather in memory before one write; the figures lag by at most this. */
 const FLUSH_INTERVAL_MS = 250;
+/** Past every instance's next flush (with room for a slow one) after an account is deleted. */
+const FORGET_SWEEP_MS = 4 * FLUSH_INTERVAL_MS;
 /**
  * A window read (61 commands, a few ms of parsing) is shared by the pages asked
  * for within this time, so polling the stats pages cannot multiply its cost.
@@ -170,10 +172,18 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
     }
   }
 
-  /** Pending samples go first, on the same connection, so none of them re-adds the caller afterwards. */
+  /**
+   * This instance's pending samples go first, on the same connection, so none
+   * of them re-adds the caller. Other instances may still hold a sample of
+   * theirs for up to one flush interval: a second removal after that sweeps it.
+   */
   async function forgetCaller(callerId: string): Promise<void> {
     void flush();
-    await redis.zrem(activeKey, hashCaller(callerId));
+    const member = hashCaller(callerId);
+    await redis.zrem(activeKey, member);
+    setTimeout(() => {
+      redis.zrem(activeKey, member).catch((error: unknown) => tracker.failed(error));
+    }, FORGET_SWEEP_MS).unref();
   }
 
   /** Sends this instance's pending samples first: one connection keeps the order, so the read sees them. */

@@ -49,9 +49,13 @@ export function postQueue(
   });
 }
 
-export function getStatus(baseUrl: string, jobId: string, options: { ip?: string } = {}): Promise<TestResponse> {
+export function getStatus(
+  baseUrl: string,
+  jobId: string,
+  options: { ip?: string; headers?: Record<string, string> } = {},
+): Promise<TestResponse> {
   return request(`${baseUrl}/api/chat/status/${jobId}`, {
-    headers: options.ip ? { 'x-forwarded-for': options.ip } : {},
+    headers: { ...(options.ip ? { 'x-forwarded-for': options.ip } : {}), ...options.headers },
   });
 }
 
@@ -59,7 +63,7 @@ export function getStatus(baseUrl: string, jobId: string, options: { ip?: string
 export async function pollUntilDone(
   baseUrl: string,
   jobId: string,
-  options: { ip?: string; timeoutMs?: number; intervalMs?: number } = {},
+  options: { ip?: string; headers?: Record<string, string>; timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<StatusBody> {
   const deadline = Date.now() + (options.timeoutMs ?? 20_000);
   while (Date.now() < deadline) {

@@ -41,6 +41,8 @@ export async function startTestBackend(env: Record<string, string> = {}): Promis
     PORT: '0',
     LOG_LEVEL: 'info',
     SHUTDOWN_DRAIN_MS: '0',
+    // Shared by test files that do not look at accounts; those that do pass a database of their own.
+    DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/focus_test',
     ...env,
     REDIS_PREFIX: prefix,
     INSTANCE_ID: env.INSTANCE_ID ?? `test-${randomUUID().slice(0, 6)}`,
