@@ -9,6 +9,8 @@
  * - 429 and 503 are retried after their Retry-After.
  * - Polls are paced by the job's estimatedTime (a third of it, within
  *   bounds): rare far back in line, frequent near the front; they back off on errors.
+ * - signIn() makes a device account and sends its token from then on; the
+ *   app keeps the token (secure storage) and passes it back as `token`.
  */
 
 export interface ChatTurn {
@@ -55,10 +57,20 @@ export class FocusChatError extends Error {
   }
 }
 
+/** A device account, as POST /api/auth/device answers it. */
+export interface DeviceAccount {
+  userId: string;
+  token: string;
+  /** ISO 8601; sign in again after it (or after a 401 invalid_token). */
+  expiresAt: string;
+}
+
 export interface FocusChatClientOptions {
   /** Where the backend answers, e.g. https://focus.example.com (no trailing path). */
   baseUrl: string;
-  /** Extra headers on every call, e.g. Authorization once the app has users. */
+  /** The token of an earlier signIn(), restored from the app's storage. */
+  token?: string;
+  /** Extra headers on every call. */
   headers?: () => Record<string, string>;
   fetch?: typeof fetch;
   /** Gives up after this long in total (POST retries and polls), ms. Default 5 minutes. */
@@ -82,6 +94,8 @@ export interface SendOptions {
 }
 
 export interface FocusChatClient {
+  /** Creates a device account; its token goes on every later call. Keep the result to restore it. */
+  signIn(): Promise<DeviceAccount>;
   /** Queues the message and resolves with the answer, or rejects with a FocusChatError. */
   send(message: string, options?: SendOptions): Promise<ChatReply>;
   /** The two steps on their own, for apps that keep a jobId across restarts. */
@@ -186,13 +200,16 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
   const minPollMs = options.minPollMs ?? 500;
   const maxPollMs = options.maxPollMs ?? 10_000;
   const newKey = options.newKey ?? (() => globalThis.crypto.randomUUID());
+  let token = options.token;
+  const headers = () => ({ ...(token ? { authorization: `Bearer ${token}` } : {}), ...options.headers?.() });
 
   /** A deadline shared by every step of one call: waits past it are a timeout error, calls are cut at it. */
   function deadlineGuard(signal: AbortSignal | undefined) {
     const deadline = Date.now() + timeoutMs;
-    const wait = async (ms: number) => {
+    /** Waits ms; past the deadline, throws `instead` (the error that asked for the wait) or a timeout. */
+    const wait = async (ms: number, instead?: FocusChatError) => {
       if (Date.now() + ms > deadline) {
-        throw new FocusChatError('timeout', 'No answer in time. Please try again.');
+        throw instead ?? new FocusChatError('timeout', 'No answer in time. Please try again.');
       }
       await sleep(ms, signal);
     };
@@ -212,12 +229,12 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
     for (let attempt = 1; attempt <= maxPostAttempts; attempt += 1) {
       const backoffMs = Math.min(500 * 2 ** (attempt - 1), 8000);
       // No wait after the last attempt: its error is the answer.
-      const again = (ms: number) => (attempt < maxPostAttempts ? wait(ms) : undefined);
+      const again = (ms: number) => (attempt < maxPostAttempts ? wait(ms, lastError) : undefined);
       let answer: Answer;
       try {
         answer = await call(`${baseUrl}/api/chat/queue`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': key, ...options.headers?.() },
+          headers: { 'content-type': 'application/json', 'idempotency-key': key, ...headers() },
           body,
         });
       } catch (error) {
@@ -254,7 +271,7 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
       let answer: Answer;
       try {
         answer = await call(`${baseUrl}/api/chat/status/${encodeURIComponent(jobId)}`, {
-          headers: { ...options.headers?.() },
+          headers: headers(),
         });
       } catch {
         if (waitOptions.signal?.aborted) {
@@ -292,6 +309,15 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
   }
 
   return {
+    async signIn() {
+      const answer = await deadlineGuard(undefined).call(`${baseUrl}/api/auth/device`, { method: 'POST' });
+      if (answer.status !== 201) {
+        throw errorFrom(answer);
+      }
+      const account = answer.body as DeviceAccount;
+      token = account.token;
+      return account;
+    },
     queue: (message, queueOptions) => queue(message, queueOptions),
     waitFor: (jobId, waitOptions) => waitFor(jobId, waitOptions),
     async send(message, sendOptions = {}) {

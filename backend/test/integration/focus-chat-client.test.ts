@@ -198,4 +198,16 @@ describe('focus chat client against a real backend', () => {
     setTimeout(() => controller.abort(), 150);
     await expect(sent).rejects.toMatchObject({ code: 'aborted' });
   });
+
+  it('signs in, sends the token, and a second device with the same token sees the same jobs', async () => {
+    const phone = client();
+    const account = await phone.signIn();
+    expect(account).toMatchObject({ userId: expect.any(String), token: expect.any(String) });
+    const job = await phone.queue(uniqueMessage());
+    // The same account on another device: the token restored from storage.
+    const tablet = createFocusChatClient({ baseUrl: proxy.url, minPollMs: 100, token: account.token });
+    expect((await tablet.waitFor(job.jobId)).response).toMatch(/^\[sim\] /);
+    // Anyone else (anonymous, same address) does not see it.
+    await expect(client().waitFor(job.jobId)).rejects.toMatchObject({ code: 'not_found' });
+  });
 });
