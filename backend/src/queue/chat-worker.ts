@@ -139,7 +139,7 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     }
     const began = performance.now();
     try {
-      const answer = await chat.answer(job.data.request, { signal, maxQuotaWaitMs: 0 });
+      const answer = await chat.answer(job.data.request, { signal, maxQuotaWaitMs: 0, caller: job.data.caller });
       const completed = { state: 'completed', result: answer } as const;
       if ((await ledger.finish(jobId, completed, resultTtlSeconds, performance.now() - began)) === 'gone') {
         orphans.add(jobId);

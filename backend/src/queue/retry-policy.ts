@@ -1,4 +1,4 @@
-import { internalError } from '../errors.js';
+import { AppError, internalError } from '../errors.js';
 import { isUpstreamError, upstreamToAppError } from '../http/upstream-errors.js';
 import type { PublicError } from './job-ledger.js';
 
@@ -21,7 +21,16 @@ export const MIN_QUOTA_DELAY_MS = 1000;
  */
 export type FailureVerdict = { kind: 'wait'; delayMs: number } | { kind: 'give_up' } | { kind: 'retry' };
 
+/** A user's refusal (budget, concurrent calls) that ends within this is waited out; a longer one fails the job. */
+const USER_LIMIT_MAX_WAIT_SECONDS = 60;
+
 export function judgeFailure(error: unknown): FailureVerdict {
+  if (error instanceof AppError && error.status === 429) {
+    const seconds = Number(error.headers['Retry-After'] ?? USER_LIMIT_MAX_WAIT_SECONDS + 1);
+    return seconds <= USER_LIMIT_MAX_WAIT_SECONDS
+      ? { kind: 'wait', delayMs: Math.max(seconds * 1000, MIN_QUOTA_DELAY_MS) }
+      : { kind: 'give_up' };
+  }
   if (!isUpstreamError(error)) {
     return { kind: 'retry' };
   }
@@ -48,6 +57,7 @@ export function retryDelayMs(failedAttempts: number, baseMs: number, error: unkn
 
 /** The error a client sees for a failed job: the same codes and messages as the HTTP API, never internals. */
 export function publicError(error: unknown): PublicError {
-  const appError = isUpstreamError(error) ? upstreamToAppError(error) : internalError();
+  const appError =
+    error instanceof AppError ? error : isUpstreamError(error) ? upstreamToAppError(error) : internalError();
   return { code: appError.code, message: appError.message };
 }

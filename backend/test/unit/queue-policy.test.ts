@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { budgetExhausted, tooManyConcurrent } from '../../src/errors.js';
 import { UpstreamError } from '../../src/llm/upstream-error.js';
 import { estimateSeconds, movingAverage } from '../../src/queue/eta.js';
 import { parseIdempotencyKey, requestFingerprint } from '../../src/queue/idempotency.js';
@@ -109,5 +110,14 @@ describe('job ids and idempotency keys', () => {
     const a = requestFingerprint({ message: 'one', history: [] });
     expect(requestFingerprint({ message: 'one', history: [] })).toBe(a);
     expect(requestFingerprint({ message: 'two', history: [] })).not.toBe(a);
+  });
+});
+
+describe('judgeFailure of a user limit', () => {
+  it('waits out a short refusal (calls in flight) and fails the job on an exhausted day', () => {
+    expect(judgeFailure(budgetExhausted(2))).toEqual({ kind: 'wait', delayMs: 2000 });
+    expect(judgeFailure(tooManyConcurrent())).toEqual({ kind: 'wait', delayMs: MIN_QUOTA_DELAY_MS });
+    expect(judgeFailure(budgetExhausted(3600))).toEqual({ kind: 'give_up' });
+    expect(publicError(budgetExhausted(3600))).toMatchObject({ code: 'budget_exhausted' });
   });
 });
