@@ -45,6 +45,11 @@ async function selectOne(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
+/** The connection went (refused, reset, timed out, closed): no answer, as opposed to a server saying no. */
+function lostConnection(error: Error & { code?: string }): boolean {
+  return /^E[A-Z]+$/.test(error.code ?? '') || /timeout|terminated|ended unexpectedly/i.test(error.message);
+}
+
 /** A TCP connect, then a real `SELECT 1` (on the maintenance database when the wanted one does not exist yet). */
 export async function probePostgres(url: string, timeoutMs = 2000): Promise<PostgresProbe> {
   let target: { host: string; port: number };
@@ -62,7 +67,7 @@ export async function probePostgres(url: string, timeoutMs = 2000): Promise<Post
   } catch (error) {
     const { code, message } = error as { code?: string; message: string };
     if (code !== '3D000') {
-      return code ? { state: 'refused', reason: message } : { state: 'down' };
+      return lostConnection(error as Error) ? { state: 'down' } : { state: 'refused', reason: message };
     }
   }
   const maintenance = new URL(url);
@@ -282,7 +287,16 @@ export async function providePostgres(context: ServiceContext, env: NodeJS.Proce
     );
     if (pgCtlCluster(cluster, 'start')) {
       const started = { version: cluster.version, name: cluster.name };
-      if (await pollUntil(async () => (await probePostgres(wanted, 1000)).state === 'ready', START_TIMEOUT_MS, 300)) {
+      let answer: PostgresProbe = { state: 'down' };
+      await pollUntil(
+        async () => {
+          answer = await probePostgres(wanted, 1000);
+          return answer.state !== 'down';
+        },
+        START_TIMEOUT_MS,
+        300,
+      );
+      if ((answer as PostgresProbe).state === 'ready') {
         return { url: wanted, managed: 'system', cluster: started, process: undefined };
       }
       // It runs but will not let us in (a password on loopback, say): leave it as we found it.
