@@ -6,6 +6,7 @@ import {
   dropStaleScript,
   finishScript,
   forgetScript,
+  PLACE_UNIT,
   parkScript,
   startScript,
   withdrawScript,
@@ -154,7 +155,6 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
           idempotency?.value ?? '',
           // BullMQ drops finished jobs lazily, past an age of the result TTL: the index keeps them that long more.
           request.resultTtlSeconds,
-          keys.jobPrefix,
         ],
       )) as [string, string | (string | null)[], number?, number?];
       const [kind, detail, rank, priority] = reply;
@@ -197,25 +197,33 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
       if (!owner || !state || !JOB_STATES.includes(state)) {
         return undefined;
       }
+      // Records from before priorities were all first in their owner's line.
+      const jobPriority = optionalNumber(priority ?? null) ?? 1;
+      const ready = optionalNumber(readyAt ?? null);
+      const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+      let position = rank === null ? undefined : rank + 1;
+      if (state === 'delayed' && position !== undefined && ready !== undefined && ready <= now) {
+        // Due, but BullMQ promotes it only at its next fetch: where it will enter then.
+        position = 1 + (await redis.zcount(keys.line, '-inf', `(${jobPriority * PLACE_UNIT + now}`));
+      }
       return {
         owner,
         state: state as JobState,
-        // Records from before priorities were all first in their owner's line.
-        priority: optionalNumber(priority ?? null) ?? 1,
+        priority: jobPriority,
         result: parseJson<ChatAnswer>(result ?? null),
         error: parseJson<PublicError>(error ?? null),
-        position: rank === null ? undefined : rank + 1,
+        position,
         enqueuedAt: optionalNumber(enqueuedAt ?? null),
         startedAt: optionalNumber(startedAt ?? null),
-        readyAt: optionalNumber(readyAt ?? null),
-        now: Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000),
+        readyAt: ready,
+        now,
         throughput: toThroughput(stats),
       };
     },
 
     async start(jobId) {
       const code = Number(
-        await startScript.run(redis, [keys.line, keys.job(jobId)], [jobId, keys.ownerPrefix, keys.jobPrefix]),
+        await startScript.run(redis, [keys.line, keys.job(jobId), keys.seq], [jobId, keys.ownerPrefix, keys.jobPrefix]),
       );
       if (code === -1) {
         return { kind: 'gone' };
@@ -240,7 +248,6 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
             Math.max(0, Math.round(delayMs)),
             attemptMs === undefined ? '' : Math.round(attemptMs),
             keys.ownerPrefix,
-            keys.jobPrefix,
           ],
         ),
       );
@@ -263,7 +270,6 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
             keys.ownerPrefix,
             // As at admission: BullMQ keeps the finished job about one result TTL more.
             ttlSeconds,
-            keys.jobPrefix,
           ],
         ),
       );

@@ -15,17 +15,18 @@ import { redisScript } from '../redis/redis-script.js';
  * Our score is band × PLACE_UNIT + a place in ms. Bands: 0 for jobs recovered
  * from a dead worker, then the priorities (place: arrival time; 0 for a job
  * handed back), then DELAYED_BAND for delayed jobs (place: due time), behind
- * every runnable job. Every script first moves the delayed jobs now due into
- * their priority at their due time (promote_due), as BullMQ does when a worker
- * next fetches. Places in ms stay under 2^42 until 2109, so with priorities up
- * to MAX_PRIORITY every score is an exact integer in a double.
+ * every runnable job. BullMQ promotes the delayed jobs now due when a worker
+ * fetches, just before our start script runs: that script promotes them too,
+ * each with an arrival place then (promote_due). Places in ms stay under 2^42
+ * until 2109, so with priorities up to MAX_PRIORITY every score is an exact
+ * integer in a double.
  *
  * An owner's keys (queue-keys.ts) are found from the record's owner, so a
  * worker that knows only a job id keeps the owner's count of jobs in line.
  */
 
 /** 2^42: priority bands above, places in ms below. */
-const PLACE_UNIT = 2 ** 42;
+export const PLACE_UNIT = 2 ** 42;
 /** The largest priority: the band above it is the delayed jobs', and scores stay below 2^53. */
 export const MAX_PRIORITY = 2 ** (53 - 42) - 2;
 const DELAYED_BAND = MAX_PRIORITY + 1;
@@ -58,15 +59,16 @@ local function track(key, member, expiresAt, now)
   if redis.call('PTTL', key) < expiresAt - now then redis.call('PEXPIRE', key, expiresAt - now) end
 end
 
--- Delayed jobs now due join their priority at their due time, as BullMQ
--- promotes them. A record gone leaves its entry for the worker to drop.
-local function promote_due(line, job_prefix, now)
+-- Delayed jobs now due enter their priority behind the jobs already there, in
+-- due order, as BullMQ promotes them. A record gone leaves its entry for the
+-- worker to drop.
+local function promote_due(line, seq, job_prefix, now)
   local base = DELAYED_BAND * PLACE_UNIT
-  local due = redis.call('ZRANGEBYSCORE', line, base, base + now, 'WITHSCORES', 'LIMIT', 0, 100)
-  for i = 1, #due, 2 do
-    local priority = tonumber(redis.call('HGET', job_prefix .. due[i], 'priority'))
-    if priority then
-      redis.call('ZADD', line, priority * PLACE_UNIT + tonumber(due[i + 1]) - base, due[i])
+  local due = redis.call('ZRANGEBYSCORE', line, base, base + now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    local record = redis.call('HMGET', job_prefix .. id, 'state', 'priority')
+    if record[1] then
+      redis.call('ZADD', line, (tonumber(record[2]) or 1) * PLACE_UNIT + arrival_place(seq, now), id)
     end
   end
 end
@@ -107,7 +109,7 @@ end
  * queue one Idempotency-Key twice, nor get the same priority.
  * KEYS: line, seq, job, idempotency key (or "" when none), stats, owner line, owner jobs, owner idem
  * ARGV: jobId, owner, maxWaiting, pendingTtlSeconds, idempotencyTtlSeconds, idempotency value,
- *       index grace seconds (how long BullMQ may keep a job past its record), job key prefix
+ *       index grace seconds (how long BullMQ may keep a job past its record)
  * → {'existing', value} | {'full', stats} | {'admitted', stats, rank, priority}
  */
 export const admitScript = redisScript(`${COMMON}
@@ -118,7 +120,6 @@ end
 local stats = redis.call('HMGET', KEYS[5], 'iS', 'iW', 'dS', 'dW')
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {'full', stats} end
 local now = now_ms()
-promote_due(KEYS[1], ARGV[8], now)
 local expires = now + tonumber(ARGV[4]) * 1000
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
 local priority = math.min(1 + redis.call('ZCARD', KEYS[6]), ${MAX_PRIORITY})
@@ -154,14 +155,15 @@ return 1
 `);
 
 /**
- * A worker starts an attempt. KEYS: line, job. ARGV: jobId, owner key prefix, job key prefix
+ * A worker starts an attempt, just after BullMQ's fetch, which promoted the
+ * delayed jobs now due. KEYS: line, job, seq. ARGV: jobId, owner key prefix, job key prefix
  * → -1 no record (expired or deleted: nobody can read an answer), -3 already
  * finished (a re-delivery), -2 a restart, else the ms the job waited before its first start.
  */
 export const startScript = redisScript(`${COMMON}
 redis.call('ZREM', KEYS[1], ARGV[1])
 local now = now_ms()
-promote_due(KEYS[1], ARGV[3], now)
+promote_due(KEYS[1], KEYS[3], ARGV[3], now)
 local record = redis.call('HMGET', KEYS[2], 'state', 'owner')
 local state = record[1]
 if not state then return -1 end
@@ -181,12 +183,11 @@ return -2
  * worker) ahead of every prioritized job, the latest first, as BullMQ's wait
  * list serves them.
  * KEYS: line, seq, job, stats. ARGV: jobId, how (delayed|handed_back|stalled), delayMs,
- * attempt duration ms or "", owner key prefix, job key prefix
+ * attempt duration ms or "", owner key prefix
  * → 1 parked, 0 already finished, -1 no record
  */
 export const parkScript = redisScript(`${COMMON}
 local now = now_ms()
-promote_due(KEYS[1], ARGV[6], now)
 if ARGV[4] ~= '' then record_throughput(KEYS[4], KEYS[1], now, tonumber(ARGV[4])) end
 local record = redis.call('HMGET', KEYS[3], 'state', 'owner', 'priority')
 local state = record[1]
@@ -213,13 +214,12 @@ return 1
 /**
  * The job's final outcome, readable for ttl seconds. A finished record is never overwritten.
  * KEYS: line, job, stats. ARGV: jobId, state, field (result|error), JSON, ttlSeconds,
- * attempt duration ms or "", owner key prefix, index grace seconds, job key prefix
+ * attempt duration ms or "", owner key prefix, index grace seconds
  * → 1 recorded, 0 already finished, -1 no record
  */
 export const finishScript = redisScript(`${COMMON}
 redis.call('ZREM', KEYS[1], ARGV[1])
 local now = now_ms()
-promote_due(KEYS[1], ARGV[9], now)
 if ARGV[6] ~= '' then record_throughput(KEYS[3], KEYS[1], now, tonumber(ARGV[6])) end
 local record = redis.call('HMGET', KEYS[2], 'state', 'owner')
 local state = record[1]
