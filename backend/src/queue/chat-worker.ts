@@ -6,7 +6,7 @@ import { isUpstreamError } from '../http/upstream-errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ChatJobData } from './chat-queue.js';
-import type { JobLedger } from './job-ledger.js';
+import type { JobLedger, RecordWrite } from './job-ledger.js';
 import { startLineReconciler } from './line-reconciler.js';
 import { bullPrefix, CHAT_QUEUE_NAME } from './queue-keys.js';
 import { judgeFailure, publicError, retryDelayMs } from './retry-policy.js';
@@ -69,6 +69,14 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
    */
   const orphans = new Set<string>();
 
+  /** True when the write found the record gone: the job then just ends. */
+  function orphaned(jobId: string, write: RecordWrite): boolean {
+    if (write === 'gone') {
+      orphans.add(jobId);
+    }
+    return write === 'gone';
+  }
+
   /**
    * Throws to tell BullMQ whether the job is delayed, retried, handed back or
    * failed; returns only when the record is gone, so the job just ends.
@@ -82,8 +90,7 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
   ): Promise<void> {
     const jobId = job.id as string;
     if (closing && signal?.aborted) {
-      if ((await ledger.park(jobId, 'handed_back', 0)) === 'gone') {
-        orphans.add(jobId);
+      if (orphaned(jobId, await ledger.park(jobId, 'handed_back', 0))) {
         return;
       }
       await job.moveToWait(token);
@@ -94,8 +101,7 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     const upstream = isUpstreamError(error) ? { kind: error.kind, status: error.status } : undefined;
     if (verdict.kind === 'wait') {
       // Not an attempt: the answer is only late. BullMQ's moveToDelayed skips the attempt count.
-      if ((await ledger.park(jobId, 'delayed', verdict.delayMs)) === 'gone') {
-        orphans.add(jobId);
+      if (orphaned(jobId, await ledger.park(jobId, 'delayed', verdict.delayMs))) {
         return;
       }
       await job.moveToDelayed(Date.now() + verdict.delayMs, token);
@@ -106,16 +112,14 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     const attemptsLeft = verdict.kind === 'retry' && failedAttempts < (job.opts.attempts ?? 1);
     if (attemptsLeft) {
       const delayMs = retryDelayMs(failedAttempts, backoffMs, error);
-      if ((await ledger.park(jobId, 'delayed', delayMs, attemptMs)) === 'gone') {
-        orphans.add(jobId);
+      if (orphaned(jobId, await ledger.park(jobId, 'delayed', delayMs, attemptMs))) {
         return;
       }
       log.warn({ jobId, attempt: failedAttempts, delayMs, upstream }, 'job attempt failed; will retry');
       throw error;
     }
     const failed = { state: 'failed', error: publicError(error) } as const;
-    if ((await ledger.finish(jobId, failed, resultTtlSeconds, attemptMs)) === 'gone') {
-      orphans.add(jobId);
+    if (orphaned(jobId, await ledger.finish(jobId, failed, resultTtlSeconds, attemptMs))) {
       return;
     }
     log.warn({ jobId, attempt: failedAttempts, upstream, err: upstream ? undefined : error }, 'job failed');
@@ -141,9 +145,7 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     try {
       const answer = await chat.answer(job.data.request, { signal, maxQuotaWaitMs: 0, caller: job.data.caller });
       const completed = { state: 'completed', result: answer } as const;
-      if ((await ledger.finish(jobId, completed, resultTtlSeconds, performance.now() - began)) === 'gone') {
-        orphans.add(jobId);
-      }
+      orphaned(jobId, await ledger.finish(jobId, completed, resultTtlSeconds, performance.now() - began));
     } catch (error) {
       await failAttempt(job, token, signal, error, performance.now() - began);
     }

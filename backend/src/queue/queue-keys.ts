@@ -10,9 +10,9 @@ export const bullPrefix = (redisPrefix: string) => `${redisPrefix}bull`;
  * Our keys beside BullMQ's:
  * - line: the jobs not yet started, in the order BullMQ will run them (sorted
  *   set), so a position is one ZRANK instead of a scan of BullMQ's lists. The
- *   score mirrors BullMQ's prioritized set (priority, then order of entry):
- *   priority × 2^42 + a place in ms (arrival, or due time for a delayed job);
- *   see ledger-scripts.ts
+ *   score is band × 2^42 + a place in ms: jobs recovered from a dead worker
+ *   first, then each priority in order of entry (as BullMQ's prioritized set),
+ *   then delayed jobs by due time until they fall due; see ledger-scripts.ts
  * - arrival: the last arrival place handed out (keeps arrivals strictly ordered)
  * - job: the public record of one job (owner, state, priority, result or
  *   error), small enough to read on every poll, unlike the BullMQ hash that
