@@ -207,7 +207,15 @@ describe('queue: a fair share per caller, export and deletion', () => {
     );
     simulator.configure({ latencyMs: SIM_LATENCY_MS });
 
+    // The owner's keys expire on their own, and an id whose job is gone is skipped and dropped.
+    for (const what of ['line', 'jobs', 'idem'] as const) {
+      expect(await api.pttl(keys.owner(owner, what))).toBeGreaterThan(0);
+    }
+    const stale = randomUUID();
+    await api.zadd(keys.owner(owner, 'jobs'), Date.now() + 60_000, stale);
+
     const exported = await chatQueue.owned(alice);
+    expect(await api.zscore(keys.owner(owner, 'jobs'), stale)).toBeNull();
     const byId = new Map(exported.map((job) => [job.jobId, job]));
     expect([...byId.keys()].sort()).toEqual([done, running, ...waiting].map(({ jobId }) => jobId).sort());
     expect(byId.get(done.jobId)).toMatchObject({
