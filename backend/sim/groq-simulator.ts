@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
  * A stand-in for Groq's OpenAI-compatible chat API, for tests, benchmarks and
  * the offline default. It answers deterministically, can be slowed down, made
  * to fail or hang, and enforces per-minute request and token limits with
- * Groq's headers and 429s. Tests steer it through /__sim/* or the handle.
+ * Groq's headers and 429s. It streams (SSE) when asked, and can cut or stall
+ * a stream after some chunks. Tests steer it through /__sim/* or the handle.
  */
 export interface SimulatorBehaviour {
   /** Added before every answer. */
@@ -27,6 +28,12 @@ export interface SimulatorBehaviour {
   apiKey: string;
   /** Prefixed to every answer, so tests can tell simulators apart. */
   label: string;
+  /** Streams (stream: true): the first chunk comes after latencyMs, each next one after chunkDelayMs. */
+  chunkDelayMs: number;
+  /** Streams: drop the connection after this many content chunks (0: never). */
+  cutStreamAfterChunks: number;
+  /** Streams: go silent after this many content chunks, connection open (0: never). */
+  stallAfterChunks: number;
 }
 
 export interface SimulatorCall {
@@ -42,6 +49,11 @@ export interface SimulatorStats {
   /** The largest number of accepted (200) calls in any 60 s window. */
   maxCallsPerMinute: number;
   calls: SimulatorCall[];
+  /** Streams whose client hung up before the end, and when the last one did (ms since epoch). */
+  streamsAbandoned: number;
+  lastAbandonedAt: number | undefined;
+  /** The last completion request's body, for tests of parameter pass-through. */
+  lastBody: Record<string, unknown> | undefined;
 }
 
 export interface GroqSimulator {
@@ -64,6 +76,9 @@ const DEFAULT_BEHAVIOUR: SimulatorBehaviour = {
   rpd: 14_400,
   apiKey: '',
   label: 'sim',
+  chunkDelayMs: 10,
+  cutStreamAfterChunks: 0,
+  stallAfterChunks: 0,
 };
 
 const MINUTE_MS = 60_000;
@@ -105,6 +120,9 @@ export async function startGroqSimulator(
   let calls: SimulatorCall[] = [];
   let requests = 0;
   let byStatus: Record<string, number> = {};
+  let streamsAbandoned = 0;
+  let lastAbandonedAt: number | undefined;
+  let lastBody: Record<string, unknown> | undefined;
   const hanging = new Set<ServerResponse>();
 
   const acceptedInWindow = (now: number) => calls.filter((call) => call.status === 200 && call.at > now - MINUTE_MS);
@@ -143,9 +161,16 @@ export async function startGroqSimulator(
       });
       return;
     }
-    let body: { model?: string; messages?: { role: string; content: string }[]; max_tokens?: number };
+    let body: {
+      model?: string;
+      messages?: { role: string; content: string }[];
+      max_tokens?: number;
+      stream?: boolean;
+      stream_options?: { include_usage?: boolean };
+    };
     try {
       body = JSON.parse(raw);
+      lastBody = body as Record<string, unknown>;
     } catch {
       record(400, '', 0);
       sendJson(response, 400, { error: { message: 'invalid JSON', type: 'invalid_request_error' } });
@@ -200,6 +225,20 @@ export async function startGroqSimulator(
     // Count the call as soon as it is accepted, as a real limiter would.
     record(200, model, tokens);
     await new Promise((resolve) => setTimeout(resolve, delay));
+    const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: tokens };
+    if (body.stream) {
+      await streamCompletion(
+        response,
+        { id: `chatcmpl-sim-${requests}`, created: Math.floor(now / 1000), model },
+        text,
+        {
+          usage,
+          includeUsage: body.stream_options?.include_usage === true,
+          headers: limitHeaders(Date.now(), 0),
+        },
+      );
+      return;
+    }
     sendJson(
       response,
       200,
@@ -215,6 +254,57 @@ export async function startGroqSimulator(
     );
   }
 
+  /** Groq's stream: content chunks, a last one with finish_reason and x_groq.usage, a usage chunk if asked, [DONE]. */
+  async function streamCompletion(
+    response: ServerResponse,
+    meta: { id: string; created: number; model: string },
+    text: string,
+    options: { usage: Record<string, number>; includeUsage: boolean; headers: Record<string, string> },
+  ) {
+    let finished = false;
+    response.on('close', () => {
+      if (!finished) {
+        streamsAbandoned += 1;
+        lastAbandonedAt = Date.now();
+      }
+    });
+    response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...options.headers });
+    const send = (payload: unknown) => response.write(`data: ${JSON.stringify(payload)}\n\n`);
+    const chunk = (delta: Record<string, unknown>, finishReason: string | null, extra: Record<string, unknown> = {}) =>
+      send({
+        ...meta,
+        object: 'chat.completion.chunk',
+        choices: [{ index: 0, delta, finish_reason: finishReason }],
+        ...extra,
+      });
+    const pieces = text.match(/\S+\s*/g) ?? [text];
+    chunk({ role: 'assistant', content: '' }, null);
+    for (const [index, piece] of pieces.entries()) {
+      if (response.destroyed) {
+        return;
+      }
+      if (index > 0) {
+        await new Promise((resolve) => setTimeout(resolve, behaviour.chunkDelayMs));
+      }
+      if (behaviour.cutStreamAfterChunks > 0 && index === behaviour.cutStreamAfterChunks) {
+        finished = true;
+        response.destroy();
+        return;
+      }
+      if (behaviour.stallAfterChunks > 0 && index === behaviour.stallAfterChunks) {
+        hanging.add(response);
+        return;
+      }
+      chunk({ content: piece }, null);
+    }
+    chunk({}, 'stop', { x_groq: { id: meta.id, usage: options.usage } });
+    if (options.includeUsage) {
+      send({ ...meta, object: 'chat.completion.chunk', choices: [], usage: options.usage });
+    }
+    finished = true;
+    response.end('data: [DONE]\n\n');
+  }
+
   function stats(): SimulatorStats {
     const accepted = calls.filter((call) => call.status === 200).map((call) => call.at);
     let maxCallsPerMinute = 0;
@@ -225,7 +315,15 @@ export async function startGroqSimulator(
       }
       maxCallsPerMinute = Math.max(maxCallsPerMinute, end - start + 1);
     }
-    return { requests, byStatus: { ...byStatus }, maxCallsPerMinute, calls: [...calls] };
+    return {
+      requests,
+      byStatus: { ...byStatus },
+      maxCallsPerMinute,
+      calls: [...calls],
+      streamsAbandoned,
+      lastAbandonedAt,
+      lastBody,
+    };
   }
 
   function reset() {
@@ -233,6 +331,9 @@ export async function startGroqSimulator(
     calls = [];
     requests = 0;
     byStatus = {};
+    streamsAbandoned = 0;
+    lastAbandonedAt = undefined;
+    lastBody = undefined;
   }
 
   async function handle(request: IncomingMessage, response: ServerResponse) {
