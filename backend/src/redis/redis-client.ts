@@ -1,10 +1,11 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../telemetry/logger.js';
+import { type RedisTarget, redisTarget } from './redis-target.js';
 
 export type { Redis };
 
-export interface RedisClientOptions {
-  url: string;
+/** A URL (one server, tests) or the process's target (Sentinel, password, TLS: see redis-target.ts). */
+export type RedisClientOptions = ({ url: string } | { target: RedisTarget }) & {
   /** Shown by CLIENT LIST, so an operator can tell roles apart. */
   connectionName: string;
   commandTimeoutMs: number;
@@ -14,7 +15,7 @@ export interface RedisClientOptions {
    * while reconnecting; the request path needs the opposite: fail fast.
    */
   role?: 'request-path' | 'queue';
-}
+};
 
 /**
  * The request path must never hang on Redis: commands fail at once while the
@@ -23,9 +24,14 @@ export interface RedisClientOptions {
  */
 export function createRedisClient(options: RedisClientOptions): Redis {
   const log = options.logger.child({ component: 'redis', connection: options.connectionName });
+  const target = 'target' in options ? options.target : redisTarget({ REDIS_URL: options.url });
   const common: RedisOptions = {
+    ...target,
     connectionName: options.connectionName,
     retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 2000),
+    // A primary demoted under us (failover, or a partition healed) answers writes with READONLY:
+    // reconnect, which asks the sentinels for the current primary; the queue role resends the command.
+    reconnectOnError: (error) => (error.message.startsWith('READONLY') ? (options.role === 'queue' ? 2 : 1) : false),
     lazyConnect: false,
   };
   const roleOptions: RedisOptions =
@@ -37,7 +43,7 @@ export function createRedisClient(options: RedisClientOptions): Redis {
           commandTimeout: options.commandTimeoutMs,
           connectTimeout: 2000,
         };
-  const client = new Redis(options.url, { ...common, ...roleOptions });
+  const client = new Redis({ ...common, ...roleOptions });
 
   // Log a state change once, not every reconnect attempt. ioredis emits
   // 'reconnecting' only when a connection drops unexpectedly (not on quit), and

@@ -1,0 +1,94 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../telemetry/logger.js';
+
+/**
+ * Makes a write survive the loss of the primary before it is promised to a
+ * client: WAIT returns once `replicas` replicas acknowledged every write this
+ * connection made so far (the admit script and BullMQ's addJob included).
+ *
+ * WAIT blocks its connection for up to its timeout when no replica answers,
+ * so it is only sent when the primary reports connected replicas (INFO
+ * replication, read again every few seconds and after any shortfall). A
+ * primary with none (one Redis, as `make up` and compose run it; or a
+ * Sentinel group whose replica is down) is not waited for: the write is then
+ * only as durable as the primary's append-only file, and that is logged once.
+ */
+export interface ReplicaAck {
+  /** Resolves once acknowledged, or at once when there is nothing to wait for; rejects when Redis fails. */
+  confirm(): Promise<void>;
+}
+
+export interface ReplicaAckOptions {
+  /** The connection that made the writes: WAIT counts that connection's writes only. */
+  redis: Redis;
+  replicas: number;
+  timeoutMs: number;
+  logger: Logger;
+  /** How long a replica count read from INFO is trusted. */
+  refreshMs?: number;
+  now?: () => number;
+}
+
+export function createReplicaAck(options: ReplicaAckOptions): ReplicaAck {
+  const { redis, replicas, timeoutMs } = options;
+  const refreshMs = options.refreshMs ?? 5000;
+  const now = options.now ?? Date.now;
+  const log = options.logger.child({ component: 'replica-ack' });
+  let known: { replicas: number; at: number } | undefined;
+  let short = false;
+  let seenReplica = false;
+
+  function shortfall(detail: Record<string, number>, reason: string) {
+    if (!short) {
+      short = true;
+      log.warn(
+        { wanted: replicas, ...detail },
+        `${reason}: accepted jobs are on the primary only until a replica is back`,
+      );
+    }
+  }
+
+  async function connectedReplicas(): Promise<number> {
+    if (!known || now() - known.at > refreshMs) {
+      const info = await redis.info('replication');
+      known = { replicas: Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0), at: now() };
+    }
+    return known.replicas;
+  }
+
+  return {
+    async confirm() {
+      if (replicas === 0) {
+        return;
+      }
+      try {
+        const connected = await connectedReplicas();
+        if (connected === 0) {
+          // Nothing to wait for. Logged only once a replica was seen: a single Redis never had one.
+          if (seenReplica) {
+            shortfall({ connected }, 'the Redis primary has no replica connected');
+          }
+          return;
+        }
+        seenReplica = true;
+        const wanted = Math.min(replicas, connected);
+        const acked = Number(await redis.wait(wanted, timeoutMs));
+        if (acked < wanted) {
+          known = undefined;
+          shortfall({ connected, acked, timeoutMs }, 'a replica did not acknowledge a queued job in time');
+          return;
+        }
+        if (connected < replicas) {
+          shortfall({ connected, acked }, 'fewer replicas connected than REDIS_WAIT_REPLICAS');
+        } else if (short) {
+          short = false;
+          log.info({ acked }, 'replicas acknowledge queued jobs again');
+        }
+      } catch (error) {
+        // After a reconnect the connection may reach another primary: count its replicas afresh.
+        known = undefined;
+        throw error;
+      }
+    },
+  };
+}
