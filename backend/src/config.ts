@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { parseTrustedProxies } from './http/client-identity.js';
+import { parseRedisEndpoints } from './redis/redis-target.js';
 
 /**
  * Every setting of a backend process, read once from the environment.
@@ -32,6 +33,15 @@ const optionalString = z
   .optional();
 
 const httpUrl = z.url({ protocol: /^https?$/ });
+
+function readable(file: string): boolean {
+  try {
+    readFileSync(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -72,6 +82,30 @@ const configSchema = z.object({
     .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'letters, digits and :_.- only, at most 64')
     .default('focus:'),
   REDIS_COMMAND_TIMEOUT_MS: integer(500, 20, 30_000),
+  /** Sentinels (host:port list): connect to the primary they name instead of REDIS_URL's host. */
+  REDIS_SENTINELS: optionalString.transform((value, ctx) => {
+    if (value === undefined) {
+      return undefined;
+    }
+    try {
+      return parseRedisEndpoints(value);
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: (error as Error).message });
+      return z.NEVER;
+    }
+  }),
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits and ._- only')
+    .default('mymaster'),
+  REDIS_PASSWORD: optionalString,
+  // A CA to verify the server's certificate with (rediss:// only); the system's CAs otherwise.
+  REDIS_TLS_CA_FILE: optionalString.refine((file) => file === undefined || readable(file), {
+    message: 'cannot read the file',
+  }),
+  // Admission waits this long for this many replicas to hold a job before answering 202 (0: never waits).
+  REDIS_WAIT_REPLICAS: integer(1, 0, 16),
+  REDIS_WAIT_TIMEOUT_MS: integer(200, 1, 30_000),
 
   GROQ_API_KEY: optionalString,
   GROQ_BASE_URL: httpUrl.optional(),
@@ -165,6 +199,7 @@ const SECRET_VARIABLES = [
   'LOG_CALLER_SALT',
   'AUTH_JWT_SECRET',
   'DATABASE_URL',
+  'REDIS_PASSWORD',
 ] as const;
 
 export class ConfigError extends Error {
@@ -226,6 +261,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An external provider's tokens are only as safe as the issuer and audience they are checked against.
   if (data?.AUTH_JWKS_URL && (!data.AUTH_ISSUER || !data.AUTH_AUDIENCE)) {
     problems.push('AUTH_JWKS_URL: needs AUTH_ISSUER and AUTH_AUDIENCE too');
+  }
+  if (data?.REDIS_TLS_CA_FILE && !data.REDIS_URL.startsWith('rediss:')) {
+    problems.push('REDIS_TLS_CA_FILE: needs a rediss:// REDIS_URL');
+  }
+  // WAIT blocks the connection it runs on: it must give up before that connection's commands time out.
+  if (data && data.REDIS_WAIT_REPLICAS > 0 && data.REDIS_WAIT_TIMEOUT_MS >= data.REDIS_COMMAND_TIMEOUT_MS) {
+    problems.push('REDIS_WAIT_TIMEOUT_MS: must be below REDIS_COMMAND_TIMEOUT_MS');
   }
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(problems);
