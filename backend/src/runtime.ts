@@ -20,6 +20,8 @@ import { rateLimit } from './http/rate-limit.js';
 import { createUpstream } from './llm/upstream.js';
 import { startQueueRuntime } from './queue/queue-runtime.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
+import { watchRedisDurability } from './redis/redis-durability.js';
+import { describeRedisTarget, redisTarget } from './redis/redis-target.js';
 import { registerActiveUsersGauge } from './telemetry/active-users-gauge.js';
 import { createClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
@@ -49,14 +51,17 @@ export interface Runtime {
 
 export async function createRuntime(config: Config, logger: Logger): Promise<Runtime> {
   const metrics = createMetrics();
+  // One target for every connection of the process (Sentinel, password, TLS).
+  const target = redisTarget(config);
   const redis = createRedisClient({
-    url: config.REDIS_URL,
+    target,
     connectionName: `focus:${config.INSTANCE_ID}:api`,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     logger,
   });
+  watchRedisDurability(redis, logger);
   if (!(await waitForRedis(redis, 3000))) {
-    logger.warn('redis not reachable at start; serving degraded until it is');
+    logger.warn({ redis: describeRedisTarget(target) }, 'redis not reachable at start; serving degraded until it is');
   }
   const clusterStats = createClusterStats({
     redis,
@@ -132,6 +137,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   const upstream = createUpstream({
     config,
     redis,
+    redisTarget: target,
     groqBaseUrl,
     metrics,
     logger,
@@ -155,7 +161,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     maxTokens: config.GROQ_MAX_TOKENS,
     temperature: config.GROQ_TEMPERATURE,
   });
-  const queue = startQueueRuntime({ config, redis, chat, metrics, logger });
+  const queue = startQueueRuntime({ config, redis, redisTarget: target, chat, metrics, logger });
 
   async function usage(user: UserRef) {
     const [tokens, requestsThisMinute] = await Promise.all([

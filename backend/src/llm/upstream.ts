@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { createRedisClient } from '../redis/redis-client.js';
+import type { RedisTarget } from '../redis/redis-target.js';
 import { createDegradationTracker } from '../telemetry/degradation.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -15,6 +16,8 @@ import type { LlmProvider } from './types.js';
 export interface UpstreamOptions {
   config: Config;
   redis: Redis;
+  /** Where the coalescing subscriber connects (the same Redis as `redis`). */
+  redisTarget: RedisTarget;
   /** Where Groq answers (the configured URL or the embedded simulator's). */
   groqBaseUrl: string;
   metrics: Metrics;
@@ -114,7 +117,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
 
   // Subscribed connections wait for Redis (offline queue) and resubscribe after a reconnect.
   const subscriber = createRedisClient({
-    url: config.REDIS_URL,
+    target: options.redisTarget,
     connectionName: `focus:${config.INSTANCE_ID}:coalesce`,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     logger,

@@ -4,6 +4,7 @@ import type { ChatRequest } from '../chat/chat-request.js';
 import type { ChatAnswer } from '../chat/chat-service.js';
 import { AppError, idempotencyKeyReused, queueFull, serviceUnavailable } from '../errors.js';
 import { type CallerRef, hashCaller } from '../redis/caller-key.js';
+import type { ReplicaAck } from '../redis/replica-ack.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { DEFAULT_JOB_MS, type EtaFallback, estimateSeconds, type JobProgress, type Throughput } from './eta.js';
@@ -82,6 +83,11 @@ export interface ChatQueueOptions {
   concurrency: number;
   metrics: Metrics;
   tracker: DegradationTracker;
+  /**
+   * Waits for a replica to hold an admitted job (on the `redis` connection, which made the
+   * writes) before the 202, so a failover cannot lose it. Absent: the 202 follows the write.
+   */
+  replicaAck?: ReplicaAck;
 }
 
 /** A record lives this long while its job waits; once finished, QUEUE_RESULT_TTL_SECONDS. */
@@ -203,6 +209,8 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
       // The first POST may have died between admission and BullMQ; adding an existing id is a no-op.
       await add(jobId, jobData(input, owner), record.priority);
     }
+    // The first POST may have died before its replica acknowledged the job.
+    await options.replicaAck?.confirm();
     const { position, estimatedTime } = standing(record);
     return { jobId, position, estimatedTime, replayed: true };
   }
@@ -243,6 +251,8 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
       await ledger.withdraw(jobId, owner, idempotency).catch(() => undefined);
       throw error;
     }
+    // A failure here is a 503 although the job may stay queued: a retry with the same Idempotency-Key finds it.
+    await options.replicaAck?.confirm();
     return {
       jobId,
       position: admission.position,

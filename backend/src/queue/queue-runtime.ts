@@ -2,6 +2,8 @@ import type { Redis } from 'ioredis';
 import type { ChatService } from '../chat/chat-service.js';
 import type { Config } from '../config.js';
 import { createRedisClient } from '../redis/redis-client.js';
+import type { RedisTarget } from '../redis/redis-target.js';
+import { createReplicaAck } from '../redis/replica-ack.js';
 import { createDegradationTracker } from '../telemetry/degradation.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -15,6 +17,8 @@ export interface QueueRuntimeOptions {
   config: Config;
   /** The request-path connection (fail fast), for POSTs and polls. */
   redis: Redis;
+  /** Where the worker's own connection goes (the same Redis as `redis`). */
+  redisTarget: RedisTarget;
   chat: ChatService;
   metrics: Metrics;
   logger: Logger;
@@ -44,6 +48,12 @@ export function startQueueRuntime(options: QueueRuntimeOptions): QueueRuntime {
     concurrency: config.QUEUE_CONCURRENCY,
     metrics,
     tracker: createDegradationTracker('queue', logger, metrics),
+    replicaAck: createReplicaAck({
+      redis,
+      replicas: config.REDIS_WAIT_REPLICAS,
+      timeoutMs: config.REDIS_WAIT_TIMEOUT_MS,
+      logger,
+    }),
   });
   registerQueueDepthGauge({
     registry: metrics.registry,
@@ -56,7 +66,7 @@ export function startQueueRuntime(options: QueueRuntimeOptions): QueueRuntime {
   if (config.ROLE !== 'api') {
     // Workers wait through Redis outages instead of failing jobs: their own connection, no command timeout.
     connection = createRedisClient({
-      url: config.REDIS_URL,
+      target: options.redisTarget,
       connectionName: `focus:${config.INSTANCE_ID}:queue`,
       commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
       logger,
