@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { freePort, httpOk, pollUntil } from './ports.js';
+import { durableRedisArgs } from './redis-flags.js';
 import type { RunPaths } from './run-state.js';
 import { type StackSettings, upstreamList } from './settings.js';
 import { type SupervisedProcess, superviseProcess } from './supervised-process.js';
@@ -70,8 +71,8 @@ export async function provideRedis(context: ServiceContext, env: NodeJS.ProcessE
   const child = superviseProcess({
     name: 'redis',
     command: 'redis-server',
-    // A cache and counters: nothing worth persisting across restarts of the stack.
-    args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    // The queue's jobs must survive a restart of redis-server (by the supervisor, or after `make down`).
+    args: durableRedisArgs({ port, dir, maxmemory: env.REDIS_MAXMEMORY }),
     // RUN_DIR marks it as a process of this stack (see process-group.ts).
     env: { PATH: env.PATH, RUN_DIR: context.paths.dir },
     cwd: dir,
