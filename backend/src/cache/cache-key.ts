@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ChatMessage } from '../llm/types.js';
+import type { ChatMessage, GenerationParams } from '../llm/types.js';
 
 export interface CacheKeyInput {
   provider: string;
@@ -8,6 +8,8 @@ export interface CacheKeyInput {
   messages: readonly ChatMessage[];
   maxTokens: number;
   temperature: number;
+  /** Further sampling settings; absent ones leave the key as it was without them. */
+  params?: GenerationParams;
 }
 
 /** Same meaning, same key: Unicode-normalised, trimmed, inner whitespace collapsed. */
@@ -24,6 +26,16 @@ export function cacheKey(input: CacheKeyInput): string {
     input.maxTokens,
     input.temperature,
     input.messages.map((message) => [message.role, normaliseText(message.content)]),
+    ...(input.params && Object.values(input.params).some((value) => value !== undefined)
+      ? [
+          [
+            input.params.topP ?? null,
+            input.params.stop ?? null,
+            input.params.seed ?? null,
+            input.params.responseFormat ?? null,
+          ],
+        ]
+      : []),
   ]);
   return createHash('sha256').update(canonical).digest('base64url');
 }

@@ -9,6 +9,7 @@ export interface CachedAnswer {
   model: string;
   provider: string;
   usage: TokenUsage;
+  finishReason?: string;
   createdAt: number;
 }
 

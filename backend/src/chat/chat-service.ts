@@ -3,7 +3,8 @@ import type { CachedAnswer, ResponseCache } from '../cache/response-cache.js';
 import { budgetExhausted, tooManyConcurrent } from '../errors.js';
 import { estimateTokens } from '../llm/quota-governor.js';
 import type { RequestCoalescer } from '../llm/request-coalescer.js';
-import type { ChatMessage, Completion, CompletionRequest, TokenUsage } from '../llm/types.js';
+import type { ChatMessage, Completion, CompletionRequest, GenerationParams, TokenUsage } from '../llm/types.js';
+import { UpstreamError } from '../llm/upstream-error.js';
 import type { CallerRef } from '../redis/caller-key.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { TokenBudget } from '../usage/token-budget.js';
@@ -19,6 +20,18 @@ export interface ChatAnswer {
   usage: TokenUsage;
   /** True when an identical request in flight (on any instance) produced this answer. */
   coalesced: boolean;
+  /** The upstream's finish_reason (stop, length…), when known. */
+  finishReason?: string;
+}
+
+/** Everything that decides an answer: the messages as sent upstream and the sampling settings. */
+export interface Generation {
+  messages: readonly ChatMessage[];
+  maxTokens: number;
+  temperature: number;
+  params?: GenerationParams;
+  /** Names the system prompt (the coach's version), or the gateway's pass-through; part of the cache key. */
+  promptVersion: string;
 }
 
 export interface CompletionTarget {
@@ -66,10 +79,18 @@ export interface AnswerOptions {
   caller?: CallerRef;
   /** Hold one of the user's concurrent-call slots during the upstream call (synchronous requests). */
   limitConcurrency?: boolean;
+  /**
+   * Stream the answer: each piece as the upstream sends it, or a cached answer
+   * replayed in a few pieces. The promise still resolves with the whole answer.
+   */
+  onDelta?: (text: string) => void;
 }
 
 export interface ChatService {
+  /** The coach: our system prompt before the user's history and message. */
   answer(request: ChatRequest, options?: AnswerOptions): Promise<ChatAnswer>;
+  /** Any conversation as given (the OpenAI-compatible gateway), through the same cache, budgets and upstream. */
+  complete(generation: Generation, options?: AnswerOptions): Promise<ChatAnswer>;
 }
 
 export function buildMessages(request: ChatRequest): ChatMessage[] {
@@ -87,7 +108,18 @@ const fromCache = (hit: CachedAnswer, coalesced: boolean): ChatAnswer => ({
   provider: hit.provider,
   usage: hit.usage,
   coalesced,
+  finishReason: hit.finishReason,
 });
+
+/** A cached answer as a stream: a few words per piece, so a client sees it arrive as it would live. */
+export function replayPieces(text: string, wordsPerPiece = 4): string[] {
+  const words = text.match(/\S+\s*/g) ?? [text];
+  const pieces: string[] = [];
+  for (let index = 0; index < words.length; index += wordsPerPiece) {
+    pieces.push(words.slice(index, index + wordsPerPiece).join(''));
+  }
+  return pieces;
+}
 
 /**
  * The one path every chat goes through, synchronous or queued: the cache
@@ -104,7 +136,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
    * per-IP rate limit and the cluster quota bound them.
    */
   async function charged<T extends { usage: TokenUsage }>(
-    messages: ChatMessage[],
+    generation: Generation,
     answerOptions: AnswerOptions,
     call: () => Promise<T>,
   ): Promise<T> {
@@ -120,7 +152,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       if (!budget) {
         return await call();
       }
-      const reserved = await budget.reserve(user.key, estimateTokens(messages, maxTokens));
+      const reserved = await budget.reserve(user.key, estimateTokens(generation.messages, generation.maxTokens));
       if (!reserved.ok) {
         throw budgetExhausted(reserved.retryAfterSeconds);
       }
@@ -128,7 +160,9 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       try {
         result = await call();
       } catch (error) {
-        await budget.release(reserved.reservation);
+        // A stream cut after its first words spent tokens; any other failure spent none of the user's.
+        const spent = error instanceof UpstreamError ? error.spentTokens : undefined;
+        await (spent === undefined ? budget.release(reserved.reservation) : budget.settle(reserved.reservation, spent));
         throw error;
       }
       await budget.settle(reserved.reservation, result.usage.promptTokens + result.usage.completionTokens);
@@ -140,64 +174,96 @@ export function createChatService(options: ChatServiceOptions): ChatService {
     }
   }
 
-  return {
-    async answer(request, answerOptions = {}) {
-      const messages = buildMessages(request);
-      const targets = [gateway.target, ...(gateway.alternates ?? [])];
-      const keys = targets.map((target) =>
-        cacheKey({ ...target, promptVersion: SYSTEM_PROMPT_VERSION, messages, maxTokens, temperature }),
-      );
-      const hit = await cache.get(keys);
-      if (hit) {
-        return fromCache(hit, false);
+  async function complete(generation: Generation, answerOptions: AnswerOptions = {}): Promise<ChatAnswer> {
+    const { messages, maxTokens: generationMaxTokens, temperature: generationTemperature, params } = generation;
+    const targets = [gateway.target, ...(gateway.alternates ?? [])];
+    const keys = targets.map((target) =>
+      cacheKey({
+        ...target,
+        promptVersion: generation.promptVersion,
+        messages,
+        maxTokens: generationMaxTokens,
+        temperature: generationTemperature,
+        params,
+      }),
+    );
+    const replayed = (answer: ChatAnswer): ChatAnswer => {
+      if (answerOptions.onDelta) {
+        for (const piece of replayPieces(answer.response)) {
+          answerOptions.onDelta(piece);
+        }
       }
+      return answer;
+    };
+    const hit = await cache.get(keys);
+    if (hit) {
+      return replayed(fromCache(hit, false));
+    }
 
-      const ask = async (): Promise<ChatAnswer> => {
-        const completion = await charged(messages, answerOptions, () =>
-          gateway.complete({
-            messages,
-            maxTokens,
-            temperature,
-            signal: answerOptions.signal,
-            maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
-            log: answerOptions.log,
-          }),
-        );
-        // Stored under the namespace of whoever answered: a fallback answer never poses as the primary's.
-        const answered = targets.findIndex((target) => target.provider === completion.provider);
-        await cache.set(
-          keys[Math.max(0, answered)] as string,
-          {
-            response: completion.text,
-            model: completion.model,
-            provider: completion.provider,
-            usage: completion.usage,
-            createdAt: Date.now(),
-          },
-          answerOptions.caller?.kind === 'user' ? answerOptions.caller.key : undefined,
-        );
-        return {
+    const ask = async (): Promise<ChatAnswer> => {
+      const completion = await charged(generation, answerOptions, () =>
+        gateway.complete({
+          messages,
+          maxTokens: generationMaxTokens,
+          temperature: generationTemperature,
+          ...params,
+          onDelta: answerOptions.onDelta,
+          signal: answerOptions.signal,
+          maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
+          log: answerOptions.log,
+        }),
+      );
+      // Stored under the namespace of whoever answered: a fallback answer never poses as the primary's.
+      const answered = targets.findIndex((target) => target.provider === completion.provider);
+      await cache.set(
+        keys[Math.max(0, answered)] as string,
+        {
           response: completion.text,
-          cached: false,
           model: completion.model,
           provider: completion.provider,
           usage: completion.usage,
-          coalesced: false,
-        };
-      };
-      if (!coalescer) {
-        return ask();
-      }
-      const { value } = await coalescer.run(
-        keys[0] as string,
-        ask,
-        async () => {
-          const answer = await cache.get(keys);
-          return answer && fromCache(answer, true);
+          finishReason: completion.finishReason,
+          createdAt: Date.now(),
         },
-        answerOptions.log,
+        answerOptions.caller?.kind === 'user' ? answerOptions.caller.key : undefined,
       );
-      return value;
+      return {
+        response: completion.text,
+        cached: false,
+        model: completion.model,
+        provider: completion.provider,
+        usage: completion.usage,
+        coalesced: false,
+        finishReason: completion.finishReason,
+      };
+    };
+    if (!coalescer) {
+      return ask();
+    }
+    let asked = false;
+    const { value } = await coalescer.run(
+      keys[0] as string,
+      () => {
+        asked = true;
+        return ask();
+      },
+      async () => {
+        const answer = await cache.get(keys);
+        return answer && fromCache(answer, true);
+      },
+      answerOptions.log,
+    );
+    // The leader streamed live; whoever waited on it gets the answer replayed.
+    return asked ? value : replayed(value);
+  }
+
+  return {
+    answer(request, answerOptions) {
+      return complete(
+        { messages: buildMessages(request), maxTokens, temperature, promptVersion: SYSTEM_PROMPT_VERSION },
+        answerOptions,
+      );
     },
+    complete,
   };
 }

@@ -19,6 +19,8 @@ export function upstreamToAppError(error: UpstreamError): AppError {
       return new AppError(502, 'upstream_rejected', 'The AI coach could not handle this request.');
     case 'misconfigured':
       return new AppError(502, 'upstream_misconfigured', 'The AI coach is misconfigured; we have been notified.');
+    case 'interrupted':
+      return new AppError(502, 'upstream_interrupted', 'The answer was cut off. Please ask again.');
   }
 }
 

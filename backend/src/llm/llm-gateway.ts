@@ -124,12 +124,14 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
           reservation.id,
           error.kind === 'rate_limited'
             ? { kind: 'refused', tokens: estimate, retryAfterMs: error.retryAfterMs, limits: error.limits }
-            : // A timed-out call probably ran to the end upstream; an error answer spent no tokens.
-              { kind: 'counted', tokens: error.kind === 'timeout' ? estimate : 0 },
+            : // A timed-out call probably ran to the end upstream; a cut stream spent what it sent; an error answer nothing.
+              { kind: 'counted', tokens: error.kind === 'timeout' ? estimate : (error.spentTokens ?? 0) },
           context,
         );
         if (!error.retryable) {
-          return { ok: false, reason: error.kind === 'rejected' ? 'rejected' : 'error', error };
+          // Neither a request the provider refused nor a stream already half sent is the fallback's to redo.
+          const final = error.kind === 'rejected' || error.kind === 'interrupted';
+          return { ok: false, reason: final ? 'rejected' : 'error', error };
         }
         // After a 429 the next reservation waits out the pause it set, within the quota wait.
         const delayMs = error.kind === 'rate_limited' ? 0 : retryDelayMs(attemptNo, retry, error.retryAfterMs);

@@ -1,5 +1,7 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import { estimateTokens } from './quota-governor.js';
 import { chatCompletionBody, sdkErrorToUpstream, toCompletion } from './sdk-mapping.js';
+import { readStream } from './stream-reader.js';
 import type { Completion, CompletionRequest, LlmProvider } from './types.js';
 import type { UpstreamError } from './upstream-error.js';
 
@@ -39,14 +41,45 @@ export function createOpenAiCompatibleProvider(options: OpenAiCompatibleProvider
     timeout: options.timeoutMs,
   });
 
+  /** OpenAI-compatible servers report a stream's usage on a last chunk when asked (stream_options). */
+  async function streamed(request: CompletionRequest, onDelta: (text: string) => void, timeout: number) {
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    request.signal?.addEventListener('abort', abort, { once: true });
+    try {
+      const stream = await client.chat.completions.create(
+        { ...chatCompletionBody(options.model, request), stream: true, stream_options: { include_usage: true } },
+        { signal: controller.signal, timeout },
+      );
+      return await readStream(stream, {
+        provider: name,
+        model: options.model,
+        onDelta,
+        abort,
+        idleTimeoutMs: timeout,
+        promptTokensEstimate: estimateTokens(request.messages, 0),
+        toUpstream: (error) => toUpstreamErrorFromOpenAi(error, name),
+      });
+    } catch (error) {
+      throw toUpstreamErrorFromOpenAi(error, name);
+    } finally {
+      request.signal?.removeEventListener('abort', abort);
+    }
+  }
+
   return {
     name,
     model: options.model,
     async complete(request: CompletionRequest): Promise<Completion> {
+      const timeout = Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs);
+      const { onDelta } = request;
+      if (onDelta) {
+        return streamed(request, onDelta, timeout);
+      }
       try {
         const data = await client.chat.completions.create(chatCompletionBody(options.model, request), {
           signal: request.signal,
-          timeout: Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs),
+          timeout,
         });
         return toCompletion(data, name, options.model);
       } catch (error) {

@@ -37,19 +37,23 @@ export function sdkErrorToUpstream(error: unknown, provider: string, sdk: SdkErr
   return new UpstreamError('unavailable', provider, 'unexpected upstream failure');
 }
 
-/** The request body both SDKs take. */
+/** The request body both SDKs take; optional settings only when set, so providers that lack them are not confused. */
 export function chatCompletionBody(model: string, request: CompletionRequest) {
   return {
     model,
     messages: request.messages.map((message) => ({ role: message.role, content: message.content })),
     max_tokens: request.maxTokens,
     temperature: request.temperature,
+    ...(request.topP === undefined ? {} : { top_p: request.topP }),
+    ...(request.stop === undefined ? {} : { stop: [...request.stop] }),
+    ...(request.seed === undefined ? {} : { seed: request.seed }),
+    ...(request.responseFormat === undefined ? {} : { response_format: { type: request.responseFormat } }),
   };
 }
 
 interface ChatCompletionData {
   model?: string | null;
-  choices: { message?: { content?: string | null } | null }[];
+  choices: { message?: { content?: string | null } | null; finish_reason?: string | null }[];
   usage?: { prompt_tokens?: number | null; completion_tokens?: number | null } | null;
 }
 
@@ -67,5 +71,6 @@ export function toCompletion(data: ChatCompletionData, provider: string, model: 
       promptTokens: data.usage?.prompt_tokens ?? 0,
       completionTokens: data.usage?.completion_tokens ?? 0,
     },
+    finishReason: data.choices[0]?.finish_reason ?? undefined,
   };
 }

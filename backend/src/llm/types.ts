@@ -7,10 +7,24 @@ export interface ChatMessage {
   content: string;
 }
 
-export interface CompletionRequest {
+/** Sampling settings beyond maxTokens and temperature (the OpenAI-compatible routes pass them through). */
+export interface GenerationParams {
+  topP?: number;
+  stop?: readonly string[];
+  seed?: number;
+  responseFormat?: 'json_object';
+}
+
+export interface CompletionRequest extends GenerationParams {
   messages: readonly ChatMessage[];
   maxTokens: number;
   temperature: number;
+  /**
+   * Stream the answer: called with each piece of text as the upstream sends
+   * it. A failure before the first piece is retried or falls back like any
+   * other; after it, it is an 'interrupted' UpstreamError.
+   */
+  onDelta?: (text: string) => void;
   signal?: AbortSignal;
   /** Upper bound on waiting for upstream quota (see AnswerOptions); undefined: the gateway's default. */
   maxQuotaWaitMs?: number;
@@ -43,6 +57,8 @@ export interface Completion {
   model: string;
   provider: string;
   usage: TokenUsage;
+  /** The upstream's finish_reason (stop, length…), when it gave one. */
+  finishReason?: string;
   limits?: UpstreamLimits;
 }
 

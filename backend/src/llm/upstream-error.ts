@@ -3,10 +3,18 @@
  * - timeout, unavailable, rate_limited: transient, worth retrying or falling back
  * - rejected: the provider refused this request (4xx); retrying will not help
  * - misconfigured: our key or model is wrong (401/403/404); an operator must act
+ * - interrupted: a stream failed (or its client left) after its first piece of
+ *   text; neither a retry nor the fallback can take back what was sent
  */
 import type { UpstreamLimits } from './types.js';
 
-export type UpstreamErrorKind = 'timeout' | 'unavailable' | 'rate_limited' | 'rejected' | 'misconfigured';
+export type UpstreamErrorKind =
+  | 'timeout'
+  | 'unavailable'
+  | 'rate_limited'
+  | 'rejected'
+  | 'misconfigured'
+  | 'interrupted';
 
 export class UpstreamError extends Error {
   constructor(
@@ -18,6 +26,8 @@ export class UpstreamError extends Error {
     readonly retryAfterMs?: number,
     /** The rate-limit headers of the failed answer (a 429's tell whether tokens or requests ran out). */
     readonly limits?: UpstreamLimits,
+    /** An interrupted stream: the tokens it had spent (prompt and text sent), to settle quota and budget. */
+    readonly spentTokens?: number,
   ) {
     super(message);
     this.name = 'UpstreamError';

@@ -18,7 +18,7 @@ export interface ChatWorkerOptions {
   /** The producer's queue, read by the line reconciler. */
   queue: Queue<ChatJobData>;
   /** The same chat service as POST /api/chat: cache, then the LLM. */
-  chat: ChatService;
+  chat: Pick<ChatService, 'answer'>;
   /** The ledger on the worker's connection. */
   ledger: JobLedger;
   instanceId: string;

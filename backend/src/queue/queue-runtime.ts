@@ -19,7 +19,7 @@ export interface QueueRuntimeOptions {
   redis: Redis;
   /** Where the worker's own connection goes (the same Redis as `redis`). */
   redisTarget: RedisTarget;
-  chat: ChatService;
+  chat: Pick<ChatService, 'answer'>;
   metrics: Metrics;
   logger: Logger;
 }

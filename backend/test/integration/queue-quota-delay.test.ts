@@ -45,7 +45,7 @@ describe('a queued job when the upstream is at capacity', () => {
   /** Messages other than 'help' (the first test's) answer as the second test says. */
   const scripted = new Map<string, () => Promise<ChatAnswer>>();
 
-  const chat: ChatService = {
+  const chat: Pick<ChatService, 'answer'> = {
     async answer(request) {
       const script = scripted.get(request.message);
       if (script) {

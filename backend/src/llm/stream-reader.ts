@@ -1,0 +1,111 @@
+import type { Completion } from './types.js';
+import { UpstreamError } from './upstream-error.js';
+
+/** The part of a chat.completion.chunk we read; groq-sdk and openai stream the same shape. */
+interface UsageData {
+  prompt_tokens?: number | null;
+  completion_tokens?: number | null;
+}
+
+export interface ChunkData {
+  model?: string | null;
+  choices: { delta?: { content?: string | null } | null; finish_reason?: string | null }[];
+  /** OpenAI's stream_options.include_usage puts it on a last chunk. */
+  usage?: UsageData | null;
+  /** Groq puts it on the chunk that finishes. */
+  x_groq?: { usage?: UsageData | null } | null;
+}
+
+export interface StreamReading {
+  provider: string;
+  model: string;
+  onDelta: (text: string) => void;
+  /** Aborts the upstream request: the stream then ends with an error. */
+  abort: () => void;
+  /** Longest silence between two chunks before the stream counts as stalled. */
+  idleTimeoutMs: number;
+  /** Our estimate of the prompt's tokens, for a stream that ends without usage. */
+  promptTokensEstimate: number;
+  /** An SDK error as ours. */
+  toUpstream: (error: unknown) => UpstreamError;
+}
+
+const tokensOf = (text: string) => Math.ceil(text.length / 4);
+
+/**
+ * Reads a streamed completion to its end, passing each piece of text on as
+ * it comes. Fails with the upstream's own error kind while nothing was sent
+ * (the gateway may still retry or fall back), and as 'interrupted' once
+ * something was: a cut, a stall, a missing finish or the caller leaving.
+ */
+export async function readStream(chunks: AsyncIterable<ChunkData>, reading: StreamReading): Promise<Completion> {
+  const { provider } = reading;
+  let text = '';
+  let model: string | undefined;
+  let usage: UsageData | undefined;
+  let finishReason: string | undefined;
+  let stalled = false;
+  let timer: NodeJS.Timeout | undefined;
+  const watch = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      stalled = true;
+      reading.abort();
+    }, reading.idleTimeoutMs);
+  };
+  const interrupted = (reason: string, cause?: UpstreamError) =>
+    new UpstreamError(
+      'interrupted',
+      provider,
+      `stream interrupted: ${reason}`,
+      cause?.status,
+      undefined,
+      undefined,
+      reading.promptTokensEstimate + tokensOf(text),
+    );
+
+  watch();
+  try {
+    for await (const chunk of chunks) {
+      watch();
+      model ??= chunk.model ?? undefined;
+      const choice = chunk.choices[0];
+      const piece = choice?.delta?.content;
+      if (piece) {
+        text += piece;
+        reading.onDelta(piece);
+      }
+      finishReason = choice?.finish_reason ?? finishReason;
+      usage = chunk.usage ?? chunk.x_groq?.usage ?? usage;
+    }
+  } catch (error) {
+    const cause = stalled
+      ? new UpstreamError('timeout', provider, 'upstream stream stalled')
+      : reading.toUpstream(error);
+    if (text === '') {
+      throw cause;
+    }
+    throw interrupted(cause.message, cause);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (finishReason === undefined) {
+    if (text === '') {
+      throw new UpstreamError('unavailable', provider, 'upstream stream ended before any answer');
+    }
+    throw interrupted('ended without a finish');
+  }
+  if (text.trim() === '') {
+    throw new UpstreamError('unavailable', provider, 'upstream returned an empty answer');
+  }
+  return {
+    text,
+    model: model ?? reading.model,
+    provider,
+    usage: {
+      promptTokens: usage?.prompt_tokens ?? reading.promptTokensEstimate,
+      completionTokens: usage?.completion_tokens ?? tokensOf(text),
+    },
+    finishReason,
+  };
+}
