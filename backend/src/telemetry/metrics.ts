@@ -170,6 +170,19 @@ export function createMetrics() {
       help: 'Requests let through without a token budget check because Redis was failing.',
       registers: [registry],
     }),
+    // Crisis messages (safety/): counts only, never the text.
+    safetyTriggered: new Counter({
+      name: 'focus_safety_triggered_total',
+      help: 'Messages answered with the fixed safety answer, by category (suicide, self_harm, danger) and answer language.',
+      labelNames: ['category', 'language'] as const,
+      registers: [registry],
+    }),
+    safetyModelChecks: new Counter({
+      name: 'focus_safety_model_checks_total',
+      help: 'Moderation model (SAFETY_MODEL) verdicts: unsafe, safe, timeout, error (the last two leave the rules alone).',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
   };
 }
 
