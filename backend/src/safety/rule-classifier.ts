@@ -1,0 +1,85 @@
+import { normalize, squeezePattern, stripAccents } from './normalize.js';
+import type { LanguageRules } from './rules/language-rules.js';
+import type { SafetyCategory, SafetySignal } from './types.js';
+
+export interface RuleMatch {
+  category: SafetyCategory;
+  signal: SafetySignal;
+  /** The language whose rule matched. */
+  language: string;
+}
+
+export interface RuleClassifier {
+  /** The first rule any text matches; weak phrases count across all the texts together. */
+  classify(texts: readonly string[]): RuleMatch | undefined;
+}
+
+/** A rule's source as a whole-word, accent-free, squeezed regular expression. */
+function compile(source: string, flags = 'u'): RegExp {
+  const expanded = source.replace(/\{gap(\d*)\}/g, (_match, count: string) => `(?:[\\p{L}\\p{N}]+ ){0,${count || 3}}`);
+  return new RegExp(`(?<=^| )(?:${squeezePattern(stripAccents(expanded))})(?= |$)`, flags);
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+interface CompiledLanguage {
+  language: string;
+  /** Normalised, with this language's substitutions. */
+  prepare(text: string): string;
+  exclusions: RegExp[];
+  triggers: { category: SafetyCategory; signal: SafetySignal; patterns: RegExp[] }[];
+  weak: RegExp[];
+}
+
+function compileLanguage(rules: LanguageRules): CompiledLanguage {
+  const substitutions = new Map(
+    Object.entries(rules.substitutions).map(([from, to]) => [normalize(from), normalize(to)] as const),
+  );
+  const substitution = new RegExp(
+    `(?<=^| )(?:${[...substitutions.keys()]
+      .sort((a, b) => b.length - a.length)
+      .map(escapeRegExp)
+      .join('|')})(?= |$)`,
+    'gu',
+  );
+  return {
+    language: rules.language,
+    prepare: (text) => normalize(text).replace(substitution, (word) => substitutions.get(word) ?? word),
+    exclusions: rules.exclusions.map((source) => compile(source, 'gu')),
+    triggers: rules.triggers.map((group) => ({
+      category: group.category,
+      signal: group.signal,
+      patterns: group.patterns.map((source) => compile(source)),
+    })),
+    weak: rules.weak.map((source) => compile(source)),
+  };
+}
+
+/**
+ * The floor of the safety check: every language's rules run on every text
+ * (people mix languages, and detection can be wrong), so the detected
+ * language only picks the answer's words, never what is caught.
+ */
+export function createRuleClassifier(languages: readonly LanguageRules[]): RuleClassifier {
+  const compiled = languages.map(compileLanguage);
+  // An idiom is blanked out for every language's triggers: "suicide prevention" is no Spanish "suicid…" either.
+  const exclusions = compiled.flatMap((language) => language.exclusions);
+  const blankIdioms = (text: string) => exclusions.reduce((masked, exclusion) => masked.replace(exclusion, '|'), text);
+  return {
+    classify(texts) {
+      for (const language of compiled) {
+        const prepared = texts.map((text) => blankIdioms(language.prepare(text)));
+        for (const group of language.triggers) {
+          if (group.patterns.some((pattern) => prepared.some((text) => pattern.test(text)))) {
+            return { category: group.category, signal: group.signal, language: language.language };
+          }
+        }
+        const weakSeen = language.weak.filter((pattern) => prepared.some((text) => pattern.test(text))).length;
+        if (weakSeen >= 2) {
+          return { category: 'suicide', signal: 'implicit', language: language.language };
+        }
+      }
+      return undefined;
+    },
+  };
+}
