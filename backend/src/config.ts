@@ -178,6 +178,16 @@ const configSchema = z.object({
   USER_REQUESTS_PER_MINUTE: integer(30, 1),
   USER_TOKENS_PER_DAY: integer(50_000, 0),
   USER_MAX_CONCURRENT: integer(2, 1, 100),
+
+  // Crisis messages (safety/, SAFETY.md). The rules always run on the app's routes.
+  /** false: no safety check on the OpenAI-compatible /v1 routes (SDK callers that run their own). */
+  SAFETY_ON_GATEWAY: booleanFlag(true),
+  /** A moderation model (e.g. a Llama Guard model) asked through the Groq adapter when the rules find nothing. */
+  SAFETY_MODEL: optionalString,
+  /** Past this the model's verdict is dropped and the rules decide alone. */
+  SAFETY_MODEL_TIMEOUT_MS: integer(1500, 50, 30_000),
+  /** The latest user turns of the history read with the new message. */
+  SAFETY_HISTORY_TURNS: integer(3, 0, 50),
 });
 
 type RawConfig = z.infer<typeof configSchema>;
