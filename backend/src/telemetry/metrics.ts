@@ -71,6 +71,12 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    streams: new Counter({
+      name: 'focus_streams_total',
+      help: 'Streamed answers by route and how they ended: done, error (cut after its first words), abandoned (the client left).',
+      labelNames: ['route', 'outcome'] as const,
+      registers: [registry],
+    }),
     signups: new Counter({
       name: 'focus_signups_total',
       help: 'Device accounts created.',
