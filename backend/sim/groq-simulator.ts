@@ -34,6 +34,10 @@ export interface SimulatorBehaviour {
   cutStreamAfterChunks: number;
   /** Streams: go silent after this many content chunks, connection open (0: never). */
   stallAfterChunks: number;
+  /** A fixed answer per model name, unprefixed (a moderation model's "unsafe\nS11"). */
+  replies: Record<string, string>;
+  /** Models that never answer, whatever mode says (a moderation model timing out). */
+  hangModels: string[];
 }
 
 export interface SimulatorCall {
@@ -79,6 +83,8 @@ const DEFAULT_BEHAVIOUR: SimulatorBehaviour = {
   chunkDelayMs: 10,
   cutStreamAfterChunks: 0,
   stallAfterChunks: 0,
+  replies: {},
+  hangModels: [],
 };
 
 const MINUTE_MS = 60_000;
@@ -185,7 +191,7 @@ export async function startGroqSimulator(
     }
 
     const delay = behaviour.latencyMs + Math.random() * behaviour.jitterMs;
-    if (behaviour.mode === 'hang') {
+    if (behaviour.mode === 'hang' || behaviour.hangModels.includes(model)) {
       record(0, model, 0);
       hanging.add(response);
       response.on('close', () => hanging.delete(response));
@@ -202,7 +208,7 @@ export async function startGroqSimulator(
 
     const promptTokens = messages.reduce((sum, message) => sum + estimateTokens(String(message.content ?? '')), 0);
     const digest = createHash('sha256').update(JSON.stringify(messages)).digest();
-    const text = `[${behaviour.label}] ${ANSWERS[(digest[0] ?? 0) % ANSWERS.length]}`;
+    const text = behaviour.replies[model] ?? `[${behaviour.label}] ${ANSWERS[(digest[0] ?? 0) % ANSWERS.length]}`;
     const completionTokens = Math.min(estimateTokens(text), body.max_tokens ?? 1024);
     const tokens = promptTokens + completionTokens;
 
