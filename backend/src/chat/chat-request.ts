@@ -29,6 +29,13 @@ export function chatRequestSchema(limits: ChatLimits) {
       )
       .max(limits.maxHistoryMessages, `history must have at most ${limits.maxHistoryMessages} messages`)
       .default([]),
+    /** The app's language tag ("es-ES"): the safety answer's language and country resources (SAFETY.md). */
+    locale: z
+      .string({ error: 'locale must be a string' })
+      .trim()
+      .max(35, 'locale must be at most 35 characters')
+      .regex(/^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,4}$/, 'locale must be a language tag such as "es-ES"')
+      .optional(),
   });
 }
 
