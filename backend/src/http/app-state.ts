@@ -1,4 +1,5 @@
 import type { Context, Next, ParameterizedContext } from 'koa';
+import type { SafetyVerdict } from '../safety/types.js';
 import type { Logger } from '../telemetry/logger.js';
 
 export interface Caller {
@@ -17,6 +18,8 @@ export interface AppState {
   input: unknown;
   /** Set by handlers so the access log can tell cache hits apart. */
   cacheHit?: boolean;
+  /** Set by the safety guard for a crisis message: the handler gives the fixed safety answer instead. */
+  safety?: SafetyVerdict;
 }
 
 export type AppContext = ParameterizedContext<AppState, Context>;

@@ -56,6 +56,8 @@ export function requestContext(options: {
           status: ctx.status,
           latencyMs: Math.round(seconds * 1e4) / 10,
           cacheHit: ctx.state.cacheHit,
+          // That the safety answer was given, never why: the message is health data.
+          safety: ctx.state.safety ? true : undefined,
           caller: ctx.state.caller ? logCallerTag(ctx.state.caller.id, callerLogKey) : undefined,
         },
         'request',
