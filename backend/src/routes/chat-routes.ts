@@ -3,16 +3,23 @@ import type { ChatRequest } from '../chat/chat-request.js';
 import type { ChatService } from '../chat/chat-service.js';
 import type { AppMiddleware, AppState } from '../http/app-state.js';
 import { callerRef } from '../redis/caller-key.js';
+import { safetyAnswer } from '../safety/index.js';
 
 export interface ChatRoutesOptions {
   chat: ChatService;
-  /** The caller's token, per-caller rate limit, body parsing and validation, in that order. */
+  /** The caller's token, per-caller rate limit, body parsing, validation and the safety check, in that order. */
   guard: readonly AppMiddleware[];
 }
 
 export function chatRoutes(options: ChatRoutesOptions): Router<AppState> {
   const router = new Router<AppState>();
   router.post('/api/chat', ...options.guard, async (ctx) => {
+    if (ctx.state.safety) {
+      // A crisis message: the fixed answer, never the cache or the LLM, and not kept by any proxy.
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = { ...safetyAnswer(ctx.state.safety), requestId: ctx.state.requestId };
+      return;
+    }
     const answer = await options.chat.answer(ctx.state.input as ChatRequest, {
       log: ctx.state.log,
       caller: callerRef(ctx.state.caller),

@@ -5,10 +5,11 @@ import type { AppMiddleware, AppState } from '../http/app-state.js';
 import type { ChatQueue } from '../queue/chat-queue.js';
 import { parseIdempotencyKey } from '../queue/idempotency.js';
 import { isJobId } from '../queue/queue-keys.js';
+import { safetyAnswer } from '../safety/index.js';
 
 export interface QueueRoutesOptions {
   queue: ChatQueue;
-  /** The same guard as POST /api/chat: per-caller rate limit, JSON body, validation. */
+  /** The same guard as POST /api/chat: per-caller rate limit, JSON body, validation, safety check. */
   guard: readonly AppMiddleware[];
   /** The caller's token, then a cheap per-instance limit on status polls. */
   pollGuard: readonly AppMiddleware[];
@@ -35,12 +36,15 @@ export function queueRoutes(options: QueueRoutesOptions): Router<AppState> {
 
   router.post('/api/chat/queue', ...options.guard, async (ctx) => {
     const idempotencyKey = parseIdempotencyKey(ctx.get('Idempotency-Key') || undefined);
-    const { jobId, position, estimatedTime, replayed } = await queue.enqueue({
-      callerId: ctx.state.caller.id,
-      request: ctx.state.input as ChatRequest,
-      requestId: ctx.state.requestId,
-      idempotencyKey,
-    });
+    // A crisis message does not wait in line: its job is complete, with the safety answer, before the 202.
+    const { jobId, position, estimatedTime, replayed } = ctx.state.safety
+      ? await queue.completeNow(ctx.state.caller.id, safetyAnswer(ctx.state.safety))
+      : await queue.enqueue({
+          callerId: ctx.state.caller.id,
+          request: ctx.state.input as ChatRequest,
+          requestId: ctx.state.requestId,
+          idempotencyKey,
+        });
     ctx.status = 202;
     ctx.set('Location', `/api/chat/status/${jobId}`);
     if (replayed) {
