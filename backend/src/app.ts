@@ -14,6 +14,7 @@ import { jsonBody } from './http/json-body.js';
 import { type CallerRateLimit, localRateLimit, signupRateLimit } from './http/rate-limit.js';
 import { recordClusterStats } from './http/record-cluster-stats.js';
 import { requestContext } from './http/request-context.js';
+import { safetyGuard } from './http/safety-guard.js';
 import { validateBody } from './http/validate.js';
 import type { ChatQueue } from './queue/chat-queue.js';
 import { type AccountRoutesOptions, accountRoutes } from './routes/account-routes.js';
@@ -22,6 +23,7 @@ import { healthRoutes, type Lifecycle } from './routes/health-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
 import { queueRoutes } from './routes/queue-routes.js';
 import { type QueueStatsSource, statsRoutes } from './routes/stats-routes.js';
+import type { SafetyCheck } from './safety/index.js';
 import type { ClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
 import type { Logger } from './telemetry/logger.js';
@@ -41,6 +43,8 @@ export interface AppDependencies {
   /** The chat service (cache, then the LLM), shared with the queue worker. */
   chat: ChatService;
   queue: ChatQueue;
+  /** Crisis messages: every chat route asks it before the cache and the LLM (SAFETY.md). */
+  safety: SafetyCheck;
   lifecycle: Lifecycle;
   clusterStats: ClusterStats;
   queueStats: QueueStatsSource;
@@ -68,6 +72,7 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
         maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
       }),
     ),
+    safetyGuard({ safety: deps.safety }),
   ];
 
   const app = new Koa<AppState>();

@@ -17,11 +17,13 @@ import { startMigrations } from './db/migrations.js';
 import { createUserStore } from './db/user-store.js';
 import type { AppState } from './http/app-state.js';
 import { rateLimit } from './http/rate-limit.js';
+import { createGroqProvider } from './llm/groq-provider.js';
 import { createUpstream } from './llm/upstream.js';
 import { startQueueRuntime } from './queue/queue-runtime.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
 import { watchRedisDurability } from './redis/redis-durability.js';
 import { describeRedisTarget, redisTarget } from './redis/redis-target.js';
+import { createModerationModel, createSafetyCheck, LANGUAGES } from './safety/index.js';
 import { registerActiveUsersGauge } from './telemetry/active-users-gauge.js';
 import { createClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
@@ -162,6 +164,24 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     temperature: config.GROQ_TEMPERATURE,
   });
   const queue = startQueueRuntime({ config, redis, redisTarget: target, chat, metrics, logger });
+  // The rules always; SAFETY_MODEL as a second opinion through the Groq adapter, outside the quota (SAFETY.md).
+  const safety = createSafetyCheck({
+    languages: LANGUAGES,
+    historyTurns: config.SAFETY_HISTORY_TURNS,
+    metrics,
+    model: config.SAFETY_MODEL
+      ? createModerationModel({
+          provider: createGroqProvider({
+            name: 'safety',
+            apiKey: config.GROQ_API_KEY ?? 'simulator',
+            baseURL: groqBaseUrl,
+            model: config.SAFETY_MODEL,
+            timeoutMs: config.SAFETY_MODEL_TIMEOUT_MS,
+          }),
+          timeoutMs: config.SAFETY_MODEL_TIMEOUT_MS,
+        })
+      : undefined,
+  });
 
   async function usage(user: UserRef) {
     const [tokens, requestsThisMinute] = await Promise.all([
@@ -207,6 +227,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     metrics,
     chat,
     queue: queue.chatQueue,
+    safety,
     lifecycle,
     clusterStats,
     readinessDetail: upstream.readinessDetail,
