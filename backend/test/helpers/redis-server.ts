@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { durableRedisArgs } from '../../../deploy/local/redis-flags.js';
 import { freePort, waitFor } from './backend-process.js';
 
@@ -23,6 +24,8 @@ export interface RedisServerOptions {
   dataDir?: string;
   /** More redis-server arguments (--replicaof, --requirepass, --maxmemory-policy…). */
   args?: string[];
+  /** Serve TLS only, on the port, with this certificate (clients need no certificate of their own). */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /**
@@ -36,7 +39,14 @@ export async function startRedisServer(portOrOptions?: number | RedisServerOptio
   const base = options.dataDir
     ? durableRedisArgs({ port, dir: options.dataDir })
     : ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
-  return spawnRedis('redis-server', [...base, ...(options.args ?? [])], port);
+  const tls = options.tls
+    ? [
+        ...['--port', '0', '--tls-port', String(port)],
+        ...['--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile],
+        ...['--tls-auth-clients', 'no'],
+      ]
+    : [];
+  return spawnRedis('redis-server', [...base, ...tls, ...(options.args ?? [])], port, options.tls !== undefined);
 }
 
 export interface SentinelOptions {
@@ -74,12 +84,12 @@ export async function startRedisSentinel(options: SentinelOptions): Promise<Redi
   return spawnRedis('redis-sentinel', [file], port);
 }
 
-async function spawnRedis(command: string, args: string[], port: number): Promise<RedisServer> {
+async function spawnRedis(command: string, args: string[], port: number, tls = false): Promise<RedisServer> {
   const child: ChildProcess = spawn(command, args, { stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await waitFor(
-      () => ping(port),
+      () => ping(port, tls),
       10_000,
       `${command} on ${port}`,
       () => (child.exitCode !== null || child.signalCode !== null ? `${command} exited` : undefined),
@@ -105,9 +115,13 @@ async function spawnRedis(command: string, args: string[], port: number): Promis
  * One RESP PING over a raw socket: no client library retrying behind our back.
  * NOAUTH counts as up (a password is set); LOADING (reading its append-only file) does not.
  */
-function ping(port: number): Promise<boolean> {
+function ping(port: number, tls: boolean): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = createConnection({ port, host: '127.0.0.1' }, () => socket.write('PING\r\n'));
+    const send = () => socket.write('PING\r\n');
+    // Only "is it up": the certificate is the test's business.
+    const socket: Socket = tls
+      ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }, send)
+      : createConnection({ port, host: '127.0.0.1' }, send);
     socket.setTimeout(500, () => socket.destroy());
     socket.once('data', (data) => {
       socket.destroy();
