@@ -11,7 +11,7 @@ export function normalize(text: string): string {
     .normalize('NFD')
     .replace(/\p{M}+/gu, '')
     .replace(/['’‘`´]/g, '')
-    .replace(/[.!?;:\n\r]+/g, ' | ')
+    .replace(/[.!?;:…\n\r]+/g, ' | ')
     .replace(/[^\p{L}\p{N}|]+/gu, ' ')
     .replace(/(\p{L})\1+/gu, '$1')
     .replace(/ +/g, ' ')
