@@ -5,6 +5,7 @@ import type { AccountService } from './account/account-service.js';
 import type { Authenticator } from './auth/authenticator.js';
 import { chatRequestSchema } from './chat/chat-request.js';
 import type { ChatService } from './chat/chat-service.js';
+import { gatewayRequestSchema } from './chat/openai-request.js';
 import type { Config } from './config.js';
 import type { AppState } from './http/app-state.js';
 import { authenticate } from './http/authenticate.js';
@@ -21,8 +22,10 @@ import { type AccountRoutesOptions, accountRoutes } from './routes/account-route
 import { chatRoutes } from './routes/chat-routes.js';
 import { healthRoutes, type Lifecycle } from './routes/health-routes.js';
 import { metricsRoutes } from './routes/metrics-routes.js';
+import { openAiRoutes } from './routes/openai-routes.js';
 import { queueRoutes } from './routes/queue-routes.js';
 import { type QueueStatsSource, statsRoutes } from './routes/stats-routes.js';
+import { streamRoutes } from './routes/stream-routes.js';
 import type { SafetyCheck } from './safety/index.js';
 import type { ClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
@@ -54,6 +57,9 @@ export interface AppDependencies {
   upstreamQuota?: UpstreamQuota;
 }
 
+/** Conversations sent to the gateway are bounded by the body limit; this bounds their turns. */
+const GATEWAY_MAX_MESSAGES = 200;
+
 /** Composes the HTTP app; the middleware order below is the request path of DESIGN.md. */
 export function createApp(deps: AppDependencies): Koa<AppState> {
   const { config, redis, logger, metrics, chat, lifecycle, clusterStats } = deps;
@@ -62,10 +68,11 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
     required: config.AUTH_REQUIRED,
     metrics,
   });
+  const body = jsonBody({ limitBytes: config.MAX_BODY_BYTES });
   const chatGuard = [
     authenticateCaller,
     deps.chatRateLimit.middleware,
-    jsonBody({ limitBytes: config.MAX_BODY_BYTES }),
+    body,
     validateBody(
       chatRequestSchema({
         maxMessageChars: config.MAX_MESSAGE_CHARS,
@@ -104,6 +111,24 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
       ? []
       : [
           chatRoutes({ chat, guard: chatGuard }),
+          streamRoutes({ chat, guard: chatGuard, heartbeatMs: config.STREAM_HEARTBEAT_MS, metrics }),
+          openAiRoutes({
+            chat,
+            guard: [authenticateCaller, deps.chatRateLimit.middleware],
+            body,
+            schema: gatewayRequestSchema({
+              maxTokens: config.GATEWAY_MAX_TOKENS,
+              maxMessages: GATEWAY_MAX_MESSAGES,
+              maxMessageChars: config.MAX_BODY_BYTES,
+            }),
+            model: config.GROQ_MODEL,
+            defaultMaxTokens: config.GATEWAY_MAX_TOKENS,
+            // OpenAI's and Groq's own default when a caller does not say.
+            defaultTemperature: 1,
+            heartbeatMs: config.STREAM_HEARTBEAT_MS,
+            metrics,
+            safety: config.SAFETY_ON_GATEWAY ? deps.safety : undefined,
+          }),
           queueRoutes({
             queue: deps.queue,
             guard: chatGuard,

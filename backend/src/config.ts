@@ -179,6 +179,10 @@ const configSchema = z.object({
   USER_TOKENS_PER_DAY: integer(50_000, 0),
   USER_MAX_CONCURRENT: integer(2, 1, 100),
 
+  // The OpenAI-compatible gateway (/v1) and streams.
+  GATEWAY_MAX_TOKENS: integer(1024, 16, 32_768),
+  STREAM_HEARTBEAT_MS: integer(15_000, 1000, 120_000),
+
   // Crisis messages (safety/, SAFETY.md). The rules always run on the app's routes.
   /** false: no safety check on the OpenAI-compatible /v1 routes (SDK callers that run their own). */
   SAFETY_ON_GATEWAY: booleanFlag(true),

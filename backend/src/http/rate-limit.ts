@@ -125,7 +125,22 @@ export function localRateLimit(options: { pointsPerMinute: number; metrics: Metr
   );
 }
 
-/** 429 with Retry-After and RateLimit-* when `consume` rejects; RateLimit-* on success too. */
+/**
+ * The caller's own limit as headers: the IETF draft's RateLimit-*, and the
+ * x-ratelimit-*-requests that OpenAI's and Groq's SDKs read.
+ */
+function limitHeaders(limit: number, remaining: number, resetSeconds: number): Record<string, string> {
+  return {
+    'RateLimit-Limit': String(limit),
+    'RateLimit-Remaining': String(remaining),
+    'RateLimit-Reset': String(resetSeconds),
+    'x-ratelimit-limit-requests': String(limit),
+    'x-ratelimit-remaining-requests': String(remaining),
+    'x-ratelimit-reset-requests': `${resetSeconds}s`,
+  };
+}
+
+/** 429 with Retry-After and the limit headers when `consume` rejects; the limit headers on success too. */
 function limitByCaller(
   limitOf: (caller: Caller) => number,
   consume: (caller: Caller) => Promise<RateLimiterRes>,
@@ -142,15 +157,16 @@ function limitByCaller(
       }
       metrics.rateLimited.inc();
       const resetSeconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
-      throw rateLimited(resetSeconds, {
-        'RateLimit-Limit': String(pointsPerMinute),
-        'RateLimit-Remaining': '0',
-        'RateLimit-Reset': String(resetSeconds),
-      });
+      throw rateLimited(resetSeconds, limitHeaders(pointsPerMinute, 0, resetSeconds));
     }
-    ctx.set('RateLimit-Limit', String(pointsPerMinute));
-    ctx.set('RateLimit-Remaining', String(Math.max(0, result.remainingPoints)));
-    ctx.set('RateLimit-Reset', String(Math.max(0, Math.ceil(result.msBeforeNext / 1000))));
+    const headers = limitHeaders(
+      pointsPerMinute,
+      Math.max(0, result.remainingPoints),
+      Math.max(0, Math.ceil(result.msBeforeNext / 1000)),
+    );
+    for (const [name, value] of Object.entries(headers)) {
+      ctx.set(name, value);
+    }
     await next();
   };
 }
