@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -19,8 +19,9 @@ export interface ServiceContext {
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 const START_TIMEOUT_MS = 30_000;
 
-export async function redisReachable(url: string, timeoutMs = 1500): Promise<boolean> {
+export async function redisReachable(url: string, timeoutMs = 1500, password?: string): Promise<boolean> {
   const client = new Redis(url, {
+    password,
     lazyConnect: true,
     connectTimeout: timeoutMs,
     maxRetriesPerRequest: 0,
@@ -57,10 +58,26 @@ export interface RedisService {
   process: SupervisedProcess | undefined;
 }
 
-/** REDIS_URL (or the default local Redis) when it answers; else a redis-server of our own on a free port. */
+/** REDIS_PASSWORD, or the file REDIS_PASSWORD_FILE names (the backend's config check read it first). */
+function redisPassword(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.REDIS_PASSWORD) {
+    return env.REDIS_PASSWORD;
+  }
+  return env.REDIS_PASSWORD_FILE ? readFileSync(env.REDIS_PASSWORD_FILE, 'utf8').trim() : undefined;
+}
+
+/**
+ * REDIS_URL (or the default local Redis) when it answers; else a redis-server of our own on a free port.
+ * With REDIS_SENTINELS the instances find the primary themselves: nothing to start.
+ */
 export async function provideRedis(context: ServiceContext, env: NodeJS.ProcessEnv): Promise<RedisService> {
   const wanted = env.REDIS_URL || DEFAULT_REDIS_URL;
-  if (await redisReachable(wanted)) {
+  if (env.REDIS_SENTINELS) {
+    context.logger.info({ sentinels: env.REDIS_SENTINELS }, 'REDIS_SENTINELS set: the instances ask the sentinels');
+    return { url: wanted, process: undefined };
+  }
+  const password = redisPassword(env);
+  if (await redisReachable(wanted, 1500, password)) {
     context.logger.info({ redis: redactUrl(wanted) }, 'using the running Redis');
     return { url: wanted, process: undefined };
   }
@@ -72,7 +89,7 @@ export async function provideRedis(context: ServiceContext, env: NodeJS.ProcessE
     name: 'redis',
     command: 'redis-server',
     // The queue's jobs must survive a restart of redis-server (by the supervisor, or after `make down`).
-    args: durableRedisArgs({ port, dir, maxmemory: env.REDIS_MAXMEMORY }),
+    args: [...ownRedisConfig(dir, password), ...durableRedisArgs({ port, dir, maxmemory: env.REDIS_MAXMEMORY })],
     // RUN_DIR marks it as a process of this stack (see process-group.ts).
     env: { PATH: env.PATH, RUN_DIR: context.paths.dir },
     cwd: dir,
@@ -83,10 +100,20 @@ export async function provideRedis(context: ServiceContext, env: NodeJS.ProcessE
     onChange: context.onChange,
   });
   const url = `redis://127.0.0.1:${port}`;
-  if (!(await pollUntil(() => redisReachable(url, 500), START_TIMEOUT_MS))) {
+  if (!(await pollUntil(() => redisReachable(url, 500, password), START_TIMEOUT_MS))) {
     throw new Error(`redis-server did not answer on port ${port}; see ${context.paths.log('redis')}`);
   }
   return { url, process: child };
+}
+
+/** The instances send REDIS_PASSWORD: our redis-server asks for it too, from a file (not argv, which ps shows). */
+function ownRedisConfig(dir: string, password: string | undefined): string[] {
+  if (password === undefined) {
+    return [];
+  }
+  const file = join(dir, 'redis.conf');
+  writeFileSync(file, `requirepass "${password.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"\n`, { mode: 0o600 });
+  return [file];
 }
 
 /** With no key and no base URL of their own, the instances share one simulator (one cache, one quota). */
