@@ -5,8 +5,6 @@ import type { SafetyCategory, SafetySignal } from './types.js';
 export interface RuleMatch {
   category: SafetyCategory;
   signal: SafetySignal;
-  /** The language whose rule matched. */
-  language: string;
 }
 
 export interface RuleClassifier {
@@ -27,7 +25,6 @@ function compile(sources: readonly string[], flags = 'u'): RegExp {
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 interface CompiledLanguage {
-  language: string;
   /** Normalised, with this language's substitutions. */
   prepare(text: string): string;
   exclusions: readonly string[];
@@ -47,7 +44,6 @@ function compileLanguage(rules: LanguageRules): CompiledLanguage {
     'gu',
   );
   return {
-    language: rules.language,
     prepare: (text) => normalize(text).replace(substitution, (word) => substitutions.get(word) ?? word),
     exclusions: rules.exclusions,
     triggers: rules.triggers.map((group) => ({
@@ -78,12 +74,12 @@ export function createRuleClassifier(languages: readonly LanguageRules[]): RuleC
         const prepared = texts.map((text) => blankIdioms(language.prepare(text)));
         for (const group of language.triggers) {
           if (prepared.some((text) => group.pattern.test(text))) {
-            return { category: group.category, signal: group.signal, language: language.language };
+            return { category: group.category, signal: group.signal };
           }
         }
         const weakSeen = language.weak.filter((pattern) => prepared.some((text) => pattern.test(text))).length;
         if (weakSeen >= 2) {
-          return { category: 'suicide', signal: 'implicit', language: language.language };
+          return { category: 'suicide', signal: 'implicit' };
         }
       }
       return undefined;
