@@ -11,6 +11,9 @@
  *   bounds): rare far back in line, frequent near the front; they back off on errors.
  * - signIn() makes a device account and sends its token from then on; the
  *   app keeps the token (secure storage) and passes it back as `token`.
+ * - stream() shows the answer word by word (POST /api/chat/stream over fetch
+ *   streams: browsers, React Native's expo/fetch, Node) and falls back to the
+ *   queue where streaming is not available or the stream cannot start.
  */
 
 export interface ChatTurn {
@@ -26,6 +29,12 @@ export interface ChatReply {
   model: string;
   provider: string;
   usage: { promptTokens: number; completionTokens: number };
+  /** Present on the fixed answer to a message in crisis: show its resources (tel: links). */
+  safety?: {
+    triggered: true;
+    category: string;
+    resources: { name: string; phone?: string; text?: string; url: string }[];
+  };
 }
 
 export interface QueuedJob {
@@ -93,11 +102,24 @@ export interface SendOptions {
   onProgress?: (progress: JobProgress & { jobId: string }) => void;
 }
 
+export interface StreamOptions extends SendOptions {
+  /** Each piece of the answer as it arrives. */
+  onDelta?: (text: string) => void;
+}
+
 export interface FocusChatClient {
   /** Creates a device account; its token goes on every later call. Keep the result to restore it. */
   signIn(): Promise<DeviceAccount>;
   /** Queues the message and resolves with the answer, or rejects with a FocusChatError. */
   send(message: string, options?: SendOptions): Promise<ChatReply>;
+  /**
+   * Streams the answer through onDelta and resolves with the whole of it. Where
+   * a stream cannot start (no stream support, a network error or a 429/5xx
+   * before the first word) it sends the message through the queue instead. A
+   * stream cut after its first words rejects (code upstream_interrupted or
+   * network_error): what was shown is not the whole answer.
+   */
+  stream(message: string, options?: StreamOptions): Promise<ChatReply>;
   /** The two steps on their own, for apps that keep a jobId across restarts. */
   queue(message: string, options?: Omit<SendOptions, 'onProgress'> & { idempotencyKey?: string }): Promise<QueuedJob>;
   waitFor(jobId: string, options?: Omit<SendOptions, 'history'>): Promise<ChatReply>;
@@ -308,6 +330,98 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
     }
   }
 
+  /** Reads POST /api/chat/stream; undefined when it could not start and the queue should answer instead. */
+  async function streamed(message: string, streamOptions: StreamOptions): Promise<ChatReply | undefined> {
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    streamOptions.signal?.addEventListener('abort', abort, { once: true });
+    // Until the first event, a silent backend is cut after requestTimeoutMs (then the queue takes over).
+    const startTimer = setTimeout(abort, requestTimeoutMs);
+    let started = false;
+    try {
+      let response: Response;
+      try {
+        response = await doFetch(`${baseUrl}/api/chat/stream`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers() },
+          body: JSON.stringify({ message, ...(streamOptions.history ? { history: streamOptions.history } : {}) }),
+          signal: controller.signal,
+        });
+      } catch {
+        if (streamOptions.signal?.aborted) {
+          throw new FocusChatError('aborted', 'The request was cancelled.');
+        }
+        return undefined;
+      }
+      const reader = response.body?.getReader?.();
+      if (!response.ok || !reader) {
+        void response.body?.cancel().catch(() => undefined);
+        // Bad input or credentials would fail the queue the same way: say so now.
+        if (response.status >= 400 && response.status < 500 && response.status !== 404 && response.status !== 429) {
+          throw errorFrom({
+            status: response.status,
+            retryAfterMs: undefined,
+            body: parseJson(await response.text().catch(() => '')),
+          });
+        }
+        return undefined;
+      }
+      const decoder = new TextDecoder();
+      let buffer = '';
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch {
+          if (streamOptions.signal?.aborted) {
+            throw new FocusChatError('aborted', 'The request was cancelled.');
+          }
+          if (!started) {
+            return undefined;
+          }
+          throw new FocusChatError('network_error', 'The connection dropped during the answer.');
+        }
+        if (chunk.done) {
+          if (!started) {
+            return undefined;
+          }
+          throw new FocusChatError('network_error', 'The answer ended before it was complete.');
+        }
+        buffer += decoder.decode(chunk.value, { stream: true });
+        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const name = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (!name || data === undefined) {
+            continue;
+          }
+          started = true;
+          clearTimeout(startTimer);
+          const payload = parseJson(data) as
+            | { text?: string }
+            | (ChatReply & { requestId?: string })
+            | { error?: { code?: string; message?: string } };
+          if (name === 'delta') {
+            streamOptions.onDelta?.((payload as { text?: string }).text ?? '');
+          } else if (name === 'done') {
+            const { requestId: _requestId, ...reply } = payload as ChatReply & { requestId?: string };
+            return reply as ChatReply;
+          } else if (name === 'error') {
+            const { error } = payload as { error?: { code?: string; message?: string } };
+            throw new FocusChatError(
+              error?.code ?? 'upstream_interrupted',
+              error?.message ?? 'The answer was cut off.',
+            );
+          }
+        }
+      }
+    } finally {
+      clearTimeout(startTimer);
+      streamOptions.signal?.removeEventListener('abort', abort);
+    }
+  }
+
   return {
     async signIn() {
       const answer = await deadlineGuard(undefined).call(`${baseUrl}/api/auth/device`, { method: 'POST' });
@@ -324,6 +438,17 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
       const guard = deadlineGuard(sendOptions.signal);
       const job = await queue(message, sendOptions, guard);
       return waitFor(job.jobId, sendOptions, guard, job.estimatedTime);
+    },
+    async stream(message, streamOptions = {}) {
+      const reply = await streamed(message, streamOptions);
+      if (reply) {
+        return reply;
+      }
+      const guard = deadlineGuard(streamOptions.signal);
+      const job = await queue(message, streamOptions, guard);
+      const answer = await waitFor(job.jobId, streamOptions, guard, job.estimatedTime);
+      streamOptions.onDelta?.(answer.response);
+      return answer;
     },
   };
 }

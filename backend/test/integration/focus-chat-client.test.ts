@@ -210,4 +210,26 @@ describe('focus chat client against a real backend', () => {
     // Anyone else (anonymous, same address) does not see it.
     await expect(client().waitFor(job.jobId)).rejects.toMatchObject({ code: 'not_found' });
   });
+
+  it('streams the answer in pieces, and falls back to the queue where the stream cannot start', async () => {
+    const pieces: string[] = [];
+    const reply = await client().stream(uniqueMessage(), { onDelta: (text) => pieces.push(text) });
+    expect(pieces.length).toBeGreaterThan(3);
+    expect(pieces.join('')).toBe(reply.response);
+    expect(reply).toMatchObject({ cached: false, provider: 'groq' });
+
+    // A platform without a streaming route (or fetch streams): the same answer through the queue.
+    const noStreams: typeof fetch = (input, init) =>
+      String(input).endsWith('/api/chat/stream')
+        ? Promise.reject(new TypeError('streaming unsupported'))
+        : fetch(input, init);
+    const fallbackPieces: string[] = [];
+    const postsBefore = proxy.posts.length;
+    const viaQueue = await createFocusChatClient({ baseUrl: proxy.url, minPollMs: 100, fetch: noStreams }).stream(
+      uniqueMessage(),
+      { onDelta: (text) => fallbackPieces.push(text) },
+    );
+    expect(proxy.posts.length).toBe(postsBefore + 1);
+    expect(fallbackPieces).toEqual([viaQueue.response]);
+  });
 });
