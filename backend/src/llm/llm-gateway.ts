@@ -2,7 +2,7 @@ import type { CompletionGateway } from '../chat/chat-service.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { type BreakerState, isCircuitOpenError, type ProviderBreaker } from './provider-breaker.js';
-import { estimateTokens, type QuotaGovernor } from './quota-governor.js';
+import { createUsageEstimator, type QuotaGovernor, type UsageEstimator } from './quota-governor.js';
 import { type RetryPolicy, retryDelayMs } from './retry-policy.js';
 import { sleep } from './sleep.js';
 import type { Completion, CompletionRequest, LlmProvider } from './types.js';
@@ -13,6 +13,8 @@ export interface GatewayRoute {
   provider: LlmProvider;
   quota: QuotaGovernor;
   breaker: ProviderBreaker;
+  /** What a call reserves of the quota; one that learns from this route's answers when absent. */
+  estimator?: UsageEstimator;
 }
 
 export interface LlmGatewayOptions {
@@ -52,6 +54,9 @@ const MIN_CALL_MS = 1000;
  */
 export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
   const { primary, fallback, retry, metrics } = options;
+  const estimators = new Map<GatewayRoute, UsageEstimator>(
+    [primary, ...(fallback ? [fallback] : [])].map((route) => [route, route.estimator ?? createUsageEstimator()]),
+  );
 
   async function attempt(
     route: GatewayRoute,
@@ -61,7 +66,8 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
     const { provider, quota, breaker } = route;
     const context = { signal: request.signal, log: request.log };
     const labels = { provider: provider.name, model: provider.model };
-    const estimate = estimateTokens(request.messages, request.maxTokens);
+    const estimator = estimators.get(route) ?? createUsageEstimator();
+    const estimate = estimator.estimate(request.messages, request.maxTokens);
     // The retry budget (calls and backoff) starts with the first granted reservation: a
     // quota wait longer than the budget must not leave the call itself MIN_CALL_MS.
     let budgetEnd: number | undefined;
@@ -99,6 +105,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
         const timeoutMs = Math.max(MIN_CALL_MS, budgetEnd - Date.now());
         const completion = await breaker.execute(() => provider.complete({ ...request, timeoutMs }));
         const { promptTokens, completionTokens } = completion.usage;
+        estimator.learn(request.messages, completion.usage);
         metrics.upstreamCalls.inc({ ...labels, outcome: 'success' });
         metrics.upstreamDuration.observe(labels, (performance.now() - started) / 1000);
         metrics.upstreamTokens.inc({ ...labels, kind: 'prompt' }, promptTokens);
