@@ -57,6 +57,8 @@ export interface AppDependencies {
   upstreamQuota?: UpstreamQuota;
 }
 
+const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
+
 /** Conversations sent to the gateway are bounded by the body limit; this bounds their turns. */
 const GATEWAY_MAX_MESSAGES = 200;
 
@@ -83,7 +85,16 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
   ];
 
   const app = new Koa<AppState>();
-  app.silent = true;
+  // What escapes the error middleware (a failure while writing a response, a bug in the outermost
+  // middleware) is logged once, with the request id; a client that left is not an error of ours.
+  app.on('error', (error: NodeJS.ErrnoException, ctx?: Koa.Context) => {
+    const log = (ctx?.state as AppState | undefined)?.log ?? logger;
+    if (error.code !== undefined && CLIENT_GONE.has(error.code)) {
+      log.debug({ code: error.code }, 'client went away during the response');
+      return;
+    }
+    log.error({ err: error }, 'error outside the error handler');
+  });
   app.use(
     requestContext({
       instanceId: config.INSTANCE_ID,

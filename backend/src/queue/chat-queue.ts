@@ -4,6 +4,7 @@ import type { ChatRequest } from '../chat/chat-request.js';
 import type { ChatAnswer } from '../chat/chat-service.js';
 import { AppError, idempotencyKeyReused, queueFull, serviceUnavailable } from '../errors.js';
 import { type CallerRef, hashCaller } from '../redis/caller-key.js';
+import { fromRedis } from '../redis/redis-unavailable.js';
 import type { ReplicaAck } from '../redis/replica-ack.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -359,7 +360,7 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
 
     async counts() {
       // Every job has a priority, so BullMQ counts the waiting ones as "prioritized".
-      const counts = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed');
+      const counts = await fromRedis(() => queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed'));
       return {
         waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0),
         active: counts.active ?? 0,

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { serviceUnavailable } from '../errors.js';
 import { adminAuth } from '../http/admin-auth.js';
 import type { AppState } from '../http/app-state.js';
+import { RedisUnavailableError } from '../redis/redis-unavailable.js';
 import type { ClusterSnapshot, ClusterStats } from '../telemetry/cluster-stats.js';
 import { cacheFigures, dashboardReport, type UpstreamQuota } from '../telemetry/stats-report.js';
 
@@ -29,11 +30,15 @@ export function statsRoutes(options: StatsRoutesOptions): Router<AppState> {
   const router = new Router<AppState>({ strict: true });
   const guard = adminAuth({ token: options.adminToken });
 
+  /** Redis trouble is a 503; any other failure is a bug, and goes on to the error handler as one. */
   async function fromRedis<T>(read: () => Promise<T>): Promise<T> {
     try {
       return await read();
-    } catch {
-      throw serviceUnavailable('Cluster statistics are unavailable: Redis cannot be reached.');
+    } catch (error) {
+      if (error instanceof RedisUnavailableError) {
+        throw serviceUnavailable('Cluster statistics are unavailable: Redis cannot be reached.');
+      }
+      throw error;
     }
   }
 

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { hashCaller } from '../redis/caller-key.js';
+import { fromRedis, RedisUnavailableError } from '../redis/redis-unavailable.js';
 import type { DegradationTracker } from './degradation.js';
 import { createStatsBatch } from './stats-batch.js';
 import {
@@ -190,9 +191,9 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
   async function read(pipeline: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
     void flush();
     try {
-      const values = ((await pipeline.exec()) ?? []).map(([error, value]) => {
+      const values = ((await fromRedis(() => pipeline.exec())) ?? []).map(([error, value]) => {
         if (error) {
-          throw error;
+          throw new RedisUnavailableError(error);
         }
         return value;
       });
