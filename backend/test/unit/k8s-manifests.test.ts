@@ -87,6 +87,8 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   USER_REQUESTS_PER_MINUTE: 'default',
   USER_TOKENS_PER_DAY: 'default',
   USER_MAX_CONCURRENT: 'default',
+  GATEWAY_MAX_TOKENS: 'default',
+  STREAM_HEARTBEAT_MS: "default 15 s, well under load balancers' idle timeouts (60 s and more)",
   SAFETY_ON_GATEWAY: 'default true: the /v1 routes run the crisis check too',
   SAFETY_MODEL: 'rules only unless the operator names a moderation model',
   SAFETY_MODEL_TIMEOUT_MS: 'only with SAFETY_MODEL',
@@ -185,6 +187,32 @@ const configMapData = (objects: K8sObject[], prefix: string) => {
   expect(found, prefix).toHaveLength(1);
   return (found[0] as K8sObject).data as Record<string, string>;
 };
+
+/** `caddy adapt` of a Caddyfile beside the files it imports, as JSON. */
+function adaptCaddyfile(files: Record<string, string>): unknown {
+  const dir = mkdtempSync(join(tmpdir(), 'k8s-caddy-'));
+  try {
+    for (const [file, content] of Object.entries(files)) {
+      writeFileSync(join(dir, file), content);
+    }
+    const args = ['adapt', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'];
+    return JSON.parse(execFileSync('caddy', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every reverse_proxy handler in an adapted config. */
+function reverseProxies(value: unknown): Record<string, unknown>[] {
+  if (Array.isArray(value)) {
+    return value.flatMap(reverseProxies);
+  }
+  if (value === null || typeof value !== 'object') {
+    return [];
+  }
+  const object = value as Record<string, unknown>;
+  return object.handler === 'reverse_proxy' ? [object] : Object.values(object).flatMap(reverseProxies);
+}
 
 describe('deploy/k8s renderer', () => {
   it('hashes generated ConfigMaps as kustomize does (its own test vectors) and renames their references', () => {
@@ -434,37 +462,42 @@ describe('deploy/k8s, against the app and the stack', () => {
     }
   });
 
-  it('serves the same public-entry rules as deploy/caddy, through a Caddyfile that adapts', () => {
+  it('serves the same public-entry rules as deploy/caddy and proxies as compose, through a Caddyfile that adapts', () => {
     const files = configMapData(objects, 'focus-caddy');
-    expect(files['public-entry.caddy']).toBe(readFileSync(join(REPO_ROOT, 'deploy/caddy/public-entry.caddy'), 'utf8'));
+    const publicEntry = readFileSync(join(REPO_ROOT, 'deploy/caddy/public-entry.caddy'), 'utf8');
+    expect(files['public-entry.caddy']).toBe(publicEntry);
     // The pod's layout: both files in /etc/caddy. Debian's Caddy 2.6 adapts what 2.11 runs.
-    const dir = mkdtempSync(join(tmpdir(), 'k8s-caddy-'));
-    try {
-      for (const [file, content] of Object.entries(files)) {
-        writeFileSync(join(dir, file), content);
-      }
-      const json = execFileSync('caddy', ['adapt', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const headless = one(objects, 'Service', 'focus-backend-headless').spec as {
-        clusterIP: string;
-        ports: { port: number }[];
-      };
-      expect(headless.clusterIP).toBe('None');
-      expect(json).toContain(
-        `"dynamic_upstreams":{"name":"focus-backend-headless","port":"${headless.ports[0]?.port}","refresh":1000000000,"source":"a"}`,
-      );
-      expect(json).toContain('"retries":3');
-      const caddy = deployment(objects, 'focus-caddy').spec.template.spec.containers[0] as Container;
-      for (const port of caddy.ports ?? []) {
-        expect(json).toContain(`"listen":[":${port.containerPort}"]`);
-      }
-      expect(caddy.readinessProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
-      expect(json).toMatch(/"path":\["\/healthz"\]/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    const json = adaptCaddyfile(files);
+    const headless = one(objects, 'Service', 'focus-backend-headless').spec as {
+      clusterIP: string;
+      ports: { port: number }[];
+    };
+    expect(headless.clusterIP).toBe('None');
+    const [proxy, ...others] = reverseProxies(json);
+    expect(others).toEqual([]);
+    expect(proxy?.dynamic_upstreams).toEqual({
+      name: 'focus-backend-headless',
+      port: String(headless.ports[0]?.port),
+      refresh: 1_000_000_000,
+      source: 'a',
+    });
+    // The same proxying as compose's (retries, timeouts, flushing, keep-alive), upstreams aside.
+    const compose = reverseProxies(
+      adaptCaddyfile({
+        Caddyfile: readFileSync(join(REPO_ROOT, 'deploy/compose/Caddyfile'), 'utf8'),
+        'public-entry.caddy': publicEntry,
+      }),
+    );
+    const withoutUpstreams = ({ dynamic_upstreams: _upstreams, ...rest }: Record<string, unknown>) => rest;
+    expect(compose).toHaveLength(1);
+    expect(withoutUpstreams(proxy ?? {})).toEqual(withoutUpstreams(compose[0] ?? {}));
+    const caddy = deployment(objects, 'focus-caddy').spec.template.spec.containers[0] as Container;
+    const text = JSON.stringify(json);
+    for (const port of caddy.ports ?? []) {
+      expect(text).toContain(`"listen":[":${port.containerPort}"]`);
     }
+    expect(caddy.readinessProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+    expect(text).toMatch(/"path":\["\/healthz"\]/);
     const service = one(objects, 'Service', 'focus-caddy').spec as { type: string; externalTrafficPolicy: string };
     expect(service).toMatchObject({ type: 'LoadBalancer', externalTrafficPolicy: 'Local' });
   });
