@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -118,6 +118,27 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
   'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
   'keda.sh/v1alpha1/ScaledObject': ScaledObject,
+};
+
+/** The models' TypeScript interface of each kind: module and type name. */
+const TYPES: Record<string, [string, string]> = {
+  'v1/Namespace': ['kubernetes-models/v1', 'INamespace'],
+  'v1/ServiceAccount': ['kubernetes-models/v1', 'IServiceAccount'],
+  'v1/Service': ['kubernetes-models/v1', 'IService'],
+  'v1/ConfigMap': ['kubernetes-models/v1', 'IConfigMap'],
+  'apps/v1/Deployment': ['kubernetes-models/apps/v1', 'IDeployment'],
+  'policy/v1/PodDisruptionBudget': ['kubernetes-models/policy/v1', 'IPodDisruptionBudget'],
+  'autoscaling/v2/HorizontalPodAutoscaler': ['kubernetes-models/autoscaling/v2', 'IHorizontalPodAutoscaler'],
+  'networking.k8s.io/v1/NetworkPolicy': ['kubernetes-models/networking.k8s.io/v1', 'INetworkPolicy'],
+  'monitoring.coreos.com/v1/ServiceMonitor': [
+    '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1',
+    'IServiceMonitor',
+  ],
+  'monitoring.coreos.com/v1/PrometheusRule': [
+    '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1',
+    'IPrometheusRule',
+  ],
+  'keda.sh/v1alpha1/ScaledObject': ['@kubernetes-models/keda/keda.sh/v1alpha1', 'IScaledObject'],
 };
 
 // Loose views of the objects, for the checks below (the schemas above check the shapes).
@@ -562,5 +583,64 @@ describe('deploy/k8s, against the app and the stack', () => {
     );
     expect(images).toEqual(['registry.example.com/focus/focus-backend:0.1.0', 'caddy:2.11-alpine']);
     expect(images.filter((image) => image.endsWith(':latest') || !image.includes(':'))).toEqual([]);
+  });
+});
+
+describe('deploy/k8s field names', () => {
+  // The schemas above accept fields they do not know (the Kubernetes OpenAPI does not close
+  // its objects); the API server's strict field validation would refuse a misspelt one. The
+  // same models' TypeScript interfaces catch them: every rendered object becomes an object
+  // literal typed with its interface, and tsc's excess-property check names any unknown field.
+  it('uses no field the API or the CRDs do not define (tsc excess-property check)', () => {
+    const dir = join(REPO_ROOT, 'node_modules/.cache', `k8s-field-check-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    try {
+      const imports = new Set<string>();
+      const lines: string[] = [];
+      KUSTOMIZATIONS.forEach((name, n) => {
+        rendered[name].forEach((object, i) => {
+          const [module, type] = TYPES[`${object.apiVersion}/${object.kind}`] ?? [];
+          expect(type, `${object.apiVersion} ${object.kind}`).toBeDefined();
+          imports.add(`import type { ${type} } from '${module}';`);
+          lines.push(`// ${name}: ${object.kind}/${object.metadata.name}`);
+          lines.push(`export const o${n}_${i}: ${type} = ${JSON.stringify(object)};`);
+        });
+      });
+      writeFileSync(join(dir, 'objects.ts'), `${[...imports].join('\n')}\n${lines.join('\n')}\n`);
+      writeFileSync(
+        join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            target: 'ES2022',
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            strict: true,
+            noEmit: true,
+            skipLibCheck: true,
+            types: [],
+          },
+          files: ['objects.ts'],
+        }),
+      );
+      let output = '';
+      try {
+        execFileSync(join(REPO_ROOT, 'node_modules/.bin/tsc'), ['-p', join(dir, 'tsconfig.json')], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+      } catch (error) {
+        const failed = error as { stdout?: string; stderr?: string };
+        output = `${failed.stdout ?? ''}${failed.stderr ?? ''}`;
+      }
+      const source = readFileSync(join(dir, 'objects.ts'), 'utf8').split('\n');
+      // Each error with the object it is in (the comment line above that object).
+      const errors = [...output.matchAll(/objects\.ts\((\d+),\d+\): error TS\d+: (.*)/g)].map(
+        ([, line, message]) => `${source[Number(line) - 2]?.slice(3)}: ${message}`,
+      );
+      expect(errors).toEqual([]);
+      expect(output).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
