@@ -73,6 +73,10 @@ const configSchema = z.object({
       }
     }),
   MAX_BODY_BYTES: integer(64 * 1024, 256, 10 * 1024 * 1024),
+  // Receiving a request: its headers, then all of it (a stalled upload is cut); keep-alive idle time.
+  HTTP_HEADERS_TIMEOUT_MS: integer(10_000, 100, 300_000),
+  HTTP_REQUEST_TIMEOUT_MS: integer(30_000, 100, 600_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: integer(65_000, 1000, 600_000),
   SHUTDOWN_DRAIN_MS: integer(2000, 0, 60_000),
   SHUTDOWN_TIMEOUT_MS: integer(15_000, 100, 120_000),
 
@@ -271,6 +275,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const data = parsed.success ? parsed.data : undefined;
   if (data && !data.GROQ_API_KEY && !data.GROQ_BASE_URL && !data.ALLOW_EMBEDDED_SIMULATOR) {
     problems.push('GROQ_API_KEY: required when ALLOW_EMBEDDED_SIMULATOR=false (or set GROQ_BASE_URL)');
+  }
+  if (data && data.HTTP_HEADERS_TIMEOUT_MS > data.HTTP_REQUEST_TIMEOUT_MS) {
+    problems.push('HTTP_HEADERS_TIMEOUT_MS: must not be longer than HTTP_REQUEST_TIMEOUT_MS');
   }
   // An external provider's tokens are only as safe as the issuer and audience they are checked against.
   if (data?.AUTH_JWKS_URL && (!data.AUTH_ISSUER || !data.AUTH_AUDIENCE)) {

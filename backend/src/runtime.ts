@@ -238,10 +238,19 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     },
     queueStats: queue.chatQueue,
   });
-  const server = createServer(app.callback());
+  const server = createServer(
+    {
+      // A client that trickles its headers or body is cut: Node's default would hold it 300 s.
+      // Only receiving the request is bounded; a long answer (a stream) is not.
+      headersTimeout: config.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+      // Node checks those timeouts on this period (30 s by default, which would blur them).
+      connectionsCheckingInterval: Math.min(1000, config.HTTP_HEADERS_TIMEOUT_MS),
+    },
+    app.callback(),
+  );
   // Longer than the proxy's idle timeout, so the proxy closes idle connections first.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+  server.keepAliveTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS;
 
   let stopping: Promise<void> | undefined;
   async function stop() {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
 import { signUp } from '../helpers/accounts.js';
 import { type LocalStack, startLocalStack, waitForState } from '../helpers/local-stack.js';
+import { STALLED_BODY, STALLED_HEADERS, stallAfter } from '../helpers/slow-client.js';
 import { readEvents } from '../helpers/sse.js';
 
 /**
@@ -23,6 +24,9 @@ beforeAll(async () => {
     GROQ_MODEL: MODEL,
     SIGNUPS_PER_IP_PER_HOUR: '1000',
     USER_REQUESTS_PER_MINUTE: '20',
+    // Short, so a trickling client is seen cut; the streams below last longer than both.
+    CADDY_READ_HEADER: '1s',
+    CADDY_READ_BODY: '2s',
   });
 });
 
@@ -168,5 +172,17 @@ describe('streams through Caddy', () => {
     await scaled;
     await waitForState(stack, (state) => state.instances.length === 2, 30_000, 'two instances');
     expect(ends.map((events) => events.at(-1)?.event)).toEqual(Array(20).fill('done'));
+  });
+});
+
+describe('slow clients through Caddy', () => {
+  it('cuts a body that stalls after 6 bytes, and headers that never end, at read_body and read_header', async () => {
+    const port = Number(new URL(stack.publicUrl).port);
+    const body = await stallAfter(port, STALLED_BODY, 15_000);
+    expect(body.closedAfterMs).toBeGreaterThan(1500);
+    expect(body.closedAfterMs).toBeLessThan(6000);
+    const headers = await stallAfter(port, STALLED_HEADERS, 15_000);
+    expect(headers.closedAfterMs).toBeGreaterThan(500);
+    expect(headers.closedAfterMs).toBeLessThan(5000);
   });
 });
