@@ -9,8 +9,8 @@ import { startBackendProcess } from '../../../backend/test/helpers/backend-proce
 /**
  * Where the backend Deployment's requests and limits come from: one backend
  * process (as the image runs it, `node --import tsx`), its upstream a local
- * Groq simulator, driven on loopback through four phases (idle, cache hits,
- * cache misses, queued jobs); it prints the
+ * Groq simulator, driven on loopback through five phases (idle, cache hits,
+ * cache misses, queued jobs, streams); it prints the
  * process's RSS, peak RSS (VmHWM) and CPU (cores) per phase, and how much the
  * process wrote to its TMPDIR (tsx's compile cache: the /tmp emptyDir).
  *
@@ -144,6 +144,8 @@ try {
   // Queued jobs: BullMQ's producer and worker on top of the chat path (202s, then 503 queue_full past
   // QUEUE_MAX_WAITING, both cheap answers).
   await phase(pid, 'queue, 50 connections', load(backend.url, '/api/chat/queue', 50, true));
+  // Server-sent events: each answer streamed piece by piece (a chunk every 40 ms), 200 at once.
+  await phase(pid, 'streams, 200 connections', load(backend.url, '/api/chat/stream', 200, true));
   process.stdout.write(
     `${JSON.stringify({ tmpdirBytes: dirBytes(tmp), upstreamCalls: simulator.stats().requests })}\n`,
   );
