@@ -1,0 +1,77 @@
+import uPlot from 'uplot';
+
+/**
+ * Small live charts (uPlot, canvas): a rolling window of samples, redrawn on
+ * every poll and resized with their box. Colours come from the page's theme.
+ */
+export interface SeriesSpec {
+  label: string;
+  /** A CSS custom property of the theme, e.g. --chart-1. */
+  color: string;
+  dash?: number[];
+}
+
+const HEIGHT = 200;
+
+function themeColor(name: string): string {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
+}
+
+export class LiveChart {
+  private readonly plot: uPlot;
+  private readonly data: number[][];
+
+  constructor(
+    container: HTMLElement,
+    series: SeriesSpec[],
+    private readonly capacity: number,
+  ) {
+    this.data = [[], ...series.map(() => [])];
+    const axisColor = themeColor('--muted');
+    const gridColor = themeColor('--border');
+    const axis = { stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 } };
+    this.plot = new uPlot(
+      {
+        width: Math.max(240, container.clientWidth),
+        height: HEIGHT,
+        // Draws are not animated anyway; no cursor sync or zoom needed on a live view.
+        cursor: { drag: { x: false, y: false } },
+        scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(1, max * 1.15, min)] } },
+        axes: [axis, { ...axis, size: 56 }],
+        series: [
+          {},
+          ...series.map((spec) => ({
+            label: spec.label,
+            stroke: themeColor(spec.color),
+            width: 2,
+            ...(spec.dash ? { dash: spec.dash } : {}),
+            spanGaps: true,
+          })),
+        ],
+      },
+      this.data as uPlot.AlignedData,
+      container,
+    );
+    // The canvas is a picture of figures that the page also gives as text.
+    for (const canvas of container.querySelectorAll('canvas')) {
+      canvas.setAttribute('aria-hidden', 'true');
+    }
+    new ResizeObserver(() => {
+      this.plot.setSize({ width: Math.max(240, container.clientWidth), height: HEIGHT });
+    }).observe(container);
+  }
+
+  /** One sample: time in seconds, one value per series (null for a gap). */
+  push(time: number, values: (number | null)[]): void {
+    this.data[0]?.push(time);
+    values.forEach((value, index) => {
+      this.data[index + 1]?.push(value as number);
+    });
+    if ((this.data[0]?.length ?? 0) > this.capacity) {
+      for (const column of this.data) {
+        column.shift();
+      }
+    }
+    this.plot.setData(this.data as uPlot.AlignedData);
+  }
+}
