@@ -40,6 +40,9 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   INSTANCE_ID: 'hostname:port is the pod name:3000, unique per pod',
   SIMULATOR_PORT: 'no simulator in the cluster (ALLOW_EMBEDDED_SIMULATOR=false)',
   MAX_BODY_BYTES: 'the app default (64 KiB); Caddy caps bodies at 1 MB in front',
+  HTTP_HEADERS_TIMEOUT_MS: 'default 10 s; Caddy cuts slow clients in front (read_header)',
+  HTTP_REQUEST_TIMEOUT_MS: 'default 30 s (receiving the request only; streams are not cut)',
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: "default 65 s, longer than Caddy's 30 s keep-alive (checked below)",
   REDIS_COMMAND_TIMEOUT_MS: 'default 500 ms',
   REDIS_SENTINELS: 'a managed Redis gives one primary endpoint (REDIS_URL); set it for a Sentinel chart',
   REDIS_SENTINEL_NAME: 'only with REDIS_SENTINELS',
@@ -421,6 +424,9 @@ describe.each(KUSTOMIZATIONS)('deploy/k8s/%s', (name) => {
       expect(config.GROQ_API_KEY).toBe('gsk_stand_in');
       expect(config.ALLOW_EMBEDDED_SIMULATOR).toBe(false);
       expect(config.QUEUE_SHUTDOWN_GRACE_MS).toBeLessThan(config.SHUTDOWN_TIMEOUT_MS);
+      // Caddy closes an idle connection first, so it never writes to one a backend is closing.
+      const caddyKeepAlive = /keepalive (\d+)s/.exec(configMapData(objects, 'focus-caddy').Caddyfile ?? '')?.[1];
+      expect(Number(caddyKeepAlive) * 1000).toBeLessThan(config.HTTP_KEEP_ALIVE_TIMEOUT_MS);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
