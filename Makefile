@@ -22,8 +22,9 @@ sim: node_modules ## Run the Groq simulator on :8090
 	npm run sim
 
 .PHONY: typecheck
-typecheck: node_modules ## tsc --noEmit over sources and tests
+typecheck: node_modules ## tsc --noEmit over sources and tests, and over the web pages (web/tsconfig.json)
 	npx tsc --noEmit
+	npx tsc --noEmit -p web
 
 .PHONY: lint
 lint: node_modules ## Biome: lint and format check
@@ -32,9 +33,20 @@ lint: node_modules ## Biome: lint and format check
 .PHONY: test
 test: node_modules ## Typecheck, lint, then every test (unit, integration on real Redis, e2e)
 	npx tsc --noEmit
+	npx tsc --noEmit -p web
 	npx biome check .
 	npx vitest run --project fast
 	npx vitest run --project e2e --passWithNoTests
+
+# The web pages (web/ -> web/dist, served by Caddy): built when missing or older than their sources.
+WEB_SOURCES := $(shell find web -path web/dist -prune -o -path web/test-results -prune -o -type f -print 2>/dev/null) \
+	backend/src/client/focus-chat-client.ts
+web/dist/index.html: $(WEB_SOURCES) | node_modules
+	npm run build:web
+
+.PHONY: web
+web: node_modules ## Build the web pages into web/dist (npm run build:web)
+	npm run build:web
 
 .PHONY: bench
 bench: node_modules ## Benchmarks on loopback, one JSON line each: all scenarios, or SCENARIO=<name>
@@ -88,3 +100,7 @@ ifeq ($(STACK),compose)
 else
 	$(RUNNER) down
 endif
+
+# make up (local stack) serves the pages: build them first when needed. The
+# compose image builds them itself (deploy/compose/caddy.Dockerfile).
+up: $(if $(filter compose,$(STACK)),,web/dist/index.html)
