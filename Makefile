@@ -13,8 +13,18 @@ help: ## List the targets
 .PHONY: install
 install: node_modules ## Install dependencies (npm ci)
 
+# The backend compiled to dist/ (npm run build), rebuilt only when a source changed:
+# instances run JavaScript, with no TypeScript toolchain at run time.
+BACKEND_SOURCES := $(shell find backend/src backend/sim backend/migrations -type f 2>/dev/null)
+dist/.built: $(BACKEND_SOURCES) tsconfig.json tsconfig.build.json package-lock.json
+	npm run --silent build
+	@touch dist/.built
+
+.PHONY: build
+build: node_modules dist/.built ## Compile the backend to dist/ (npm run build)
+
 .PHONY: start
-start: node_modules ## Run one backend instance in the foreground (PORT, REDIS_URL… from the environment)
+start: build ## Run one compiled backend instance in the foreground (PORT, REDIS_URL… from the environment)
 	npm start
 
 .PHONY: sim
@@ -31,7 +41,7 @@ lint: node_modules ## Biome: lint and format check
 	npx biome check .
 
 .PHONY: test
-test: node_modules ## Typecheck, lint, then every test (unit, integration on real Redis, e2e)
+test: node_modules dist/.built ## Build, typecheck, lint, then every test (unit, integration on real Redis, e2e)
 	npx tsc --noEmit
 	npx tsc --noEmit -p web
 	npx biome check .
@@ -49,7 +59,7 @@ web: node_modules ## Build the web pages into web/dist (npm run build:web)
 	npm run build:web
 
 .PHONY: bench
-bench: node_modules ## Benchmarks on loopback, one JSON line each: all scenarios, or SCENARIO=<name>
+bench: node_modules dist/.built ## Benchmarks on loopback, one JSON line each: all scenarios, or SCENARIO=<name>
 	node --import tsx backend/bench/run.ts $(SCENARIO)
 
 # The stack: N identical instances behind Caddy (see README "Running the stack").
@@ -59,9 +69,11 @@ COMPOSE ?= docker compose
 COMPOSE_ARGS := -f deploy/compose/docker-compose.yml
 RUNNER := node --import tsx deploy/local/cli.ts
 RUNNER_DEPS := $(if $(filter compose,$(STACK)),,node_modules)
+# Instances run the build: up and scale make sure it is current (down and status never need it).
+BUILD_DEPS := $(if $(filter compose,$(STACK)),,dist/.built)
 
 .PHONY: up
-up: $(RUNNER_DEPS) ## Run the stack in the background: N instances (default 3) behind Caddy on :8080
+up: $(RUNNER_DEPS) $(BUILD_DEPS) ## Run the stack in the background: N instances (default 3) behind Caddy on :8080
 ifeq ($(STACK),compose)
 	$(COMPOSE) $(COMPOSE_ARGS) up -d --build --scale backend=$(or $(N),3)
 else
@@ -69,7 +81,7 @@ else
 endif
 
 .PHONY: scale
-scale: $(RUNNER_DEPS) ## Change the number of instances live: make scale N=5
+scale: $(RUNNER_DEPS) $(BUILD_DEPS) ## Change the number of instances live: make scale N=5
 	$(if $(N),,$(error make scale needs N, e.g. make scale N=5))
 ifeq ($(STACK),compose)
 	$(COMPOSE) $(COMPOSE_ARGS) up -d --no-recreate --scale backend=$(N)

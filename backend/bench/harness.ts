@@ -18,6 +18,8 @@ export interface LoadOptions {
   /** BENCH_DURATION_S overrides it, for a quick try of a scenario. */
   durationSeconds: number;
   connections: number;
+  /** Changes each request before it is sent (a new body each time: cache misses). */
+  setupRequest?: (request: { body?: string | Buffer }) => { body?: string | Buffer };
 }
 
 export interface LoadResult {
@@ -47,6 +49,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     body: options.body,
     duration: durationSeconds,
     connections: options.connections,
+    ...(options.setupRequest
+      ? {
+          requests: [
+            { method: options.method ?? 'GET', headers: options.headers, setupRequest: options.setupRequest as never },
+          ],
+        }
+      : {}),
   });
   return {
     requestsPerSecond: Math.round(result.requests.average),

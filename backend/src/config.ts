@@ -146,7 +146,11 @@ const configSchema = z.object({
   MAX_MESSAGE_CHARS: integer(2000, 1, 100_000),
   MAX_HISTORY_MESSAGES: integer(20, 0, 200),
   SIMULATOR_PORT: integer(0, 0, 65535),
-  ALLOW_EMBEDDED_SIMULATOR: booleanFlag(true),
+  // Unset: allowed, except with NODE_ENV=production (a replica whose key went missing must not answer canned text).
+  ALLOW_EMBEDDED_SIMULATOR: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .transform((value) => value === 'true' || value === '1' || value === 'yes')
+    .optional(),
 
   /** all: HTTP API and queue worker; api: no worker; worker: worker plus health and metrics only. */
   ROLE: z.enum(['all', 'api', 'worker']).default('all'),
@@ -203,8 +207,10 @@ type RawConfig = z.infer<typeof configSchema>;
 /** Every variable a backend reads (deploy files check that they pass each one on). */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(configSchema.shape);
 
-export interface Config extends Omit<RawConfig, 'INSTANCE_ID' | 'GROQ_BASE_URL' | 'GROQ_API_KEY'> {
+export interface Config
+  extends Omit<RawConfig, 'INSTANCE_ID' | 'GROQ_BASE_URL' | 'GROQ_API_KEY' | 'ALLOW_EMBEDDED_SIMULATOR'> {
   readonly INSTANCE_ID: string;
+  readonly ALLOW_EMBEDDED_SIMULATOR: boolean;
   readonly GROQ_API_KEY: string | undefined;
   /** Undefined when no key is set: main.ts then starts the bundled simulator. */
   readonly GROQ_BASE_URL: string | undefined;
@@ -273,7 +279,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   // Checked here, with the other problems, rather than after Redis is connected.
   const data = parsed.success ? parsed.data : undefined;
-  if (data && !data.GROQ_API_KEY && !data.GROQ_BASE_URL && !data.ALLOW_EMBEDDED_SIMULATOR) {
+  const allowSimulator = data?.ALLOW_EMBEDDED_SIMULATOR ?? data?.NODE_ENV !== 'production';
+  if (data && !data.GROQ_API_KEY && !data.GROQ_BASE_URL && !allowSimulator) {
     problems.push('GROQ_API_KEY: required when ALLOW_EMBEDDED_SIMULATOR=false (or set GROQ_BASE_URL)');
   }
   if (data && data.HTTP_HEADERS_TIMEOUT_MS > data.HTTP_REQUEST_TIMEOUT_MS) {
@@ -299,6 +306,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return Object.freeze({
     ...raw,
+    ALLOW_EMBEDDED_SIMULATOR: allowSimulator,
     GROQ_API_KEY: raw.GROQ_API_KEY,
     GROQ_BASE_URL: raw.GROQ_BASE_URL,
     INSTANCE_ID: raw.INSTANCE_ID ?? `${hostname()}:${raw.PORT}`,

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type Koa from 'koa';
-import { type GroqSimulator, startGroqSimulator } from '../sim/groq-simulator.js';
+import type { GroqSimulator } from '../sim/groq-simulator.js';
 import { createAccountService, type UserDataHolder, type UserRef, userRef } from './account/account-service.js';
 import { createApp } from './app.js';
 import { createAuthenticator } from './auth/authenticator.js';
@@ -83,6 +83,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     if (!config.ALLOW_EMBEDDED_SIMULATOR) {
       throw new Error('GROQ_BASE_URL: required when GROQ_API_KEY is unset and ALLOW_EMBEDDED_SIMULATOR=false');
     }
+    // Loaded only here: production, with a key, never carries the simulator's code in memory.
+    const { startGroqSimulator } = await import('../sim/groq-simulator.js');
     simulator = await startGroqSimulator({}, { port: config.SIMULATOR_PORT });
     groqBaseUrl = simulator.url;
     logger.warn({ simulator: simulator.url }, 'GROQ_API_KEY is not set: answering from the bundled Groq simulator');

@@ -67,7 +67,8 @@ export function createInstancePool(options: InstancePoolOptions): InstancePool {
     const supervised = superviseProcess({
       name: id,
       command: process.execPath,
-      args: ['--import', 'tsx', 'backend/src/main.ts'],
+      // The compiled build (make up runs npm run build first): no TypeScript toolchain per instance.
+      args: ['dist/src/main.js'],
       cwd: settings.repoRoot,
       env: { ...options.env, HOST: '127.0.0.1', PORT: String(port), INSTANCE_ID: id, LISTEN_FD: '3' },
       logFile: paths.log(id),

@@ -54,7 +54,7 @@ runScenario(async () => {
       USER_REQUESTS_PER_MINUTE: '1000000000',
       LOG_LEVEL: 'warn',
     },
-    { stdout: 'discard' },
+    { stdout: 'discard', entry: 'build' },
   );
   try {
     const users = createUserStore(database);

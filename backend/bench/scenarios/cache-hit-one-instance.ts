@@ -22,7 +22,7 @@ runScenario(async () => {
       MAX_REQUESTS_PER_MINUTE: '1000000000',
       LOG_LEVEL: 'info',
     },
-    { stdout: 'discard' },
+    { stdout: 'discard', entry: 'build' },
   );
   try {
     const headers = { 'content-type': 'application/json' };

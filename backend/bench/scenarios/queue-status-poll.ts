@@ -25,7 +25,7 @@ runScenario(async () => {
       QUEUE_MAX_WAITING: String(BACKLOG),
       LOG_LEVEL: 'info',
     },
-    { stdout: 'discard' },
+    { stdout: 'discard', entry: 'build' },
   );
   try {
     const headers = { 'content-type': 'application/json' };

@@ -176,11 +176,16 @@ describe('deploy/compose', () => {
     expect(lines[user]).toBe('USER node');
     expect(user).toBeLessThan(lines.findIndex((line) => line.startsWith('CMD ')));
     expect(dockerfile).toMatch(/HEALTHCHECK .*\n.*\/readyz/);
-    // The app runs with tsx, so it must survive --omit=dev.
+    // The image runs the compiled JavaScript: no TypeScript toolchain at run time, no simulator unless asked.
     const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
       dependencies: Record<string, string>;
     };
-    expect(pkg.dependencies.tsx).toBeDefined();
+    expect(pkg.dependencies.tsx).toBeUndefined();
+    expect(pkg.dependencies.typescript).toBeUndefined();
+    expect(lines.at(-1)).toBe('CMD ["node", "dist/src/main.js"]');
+    expect(dockerfile).toMatch(/NODE_ENV=production/);
+    expect(dockerfile).toMatch(/ALLOW_EMBEDDED_SIMULATOR=false/);
+    expect(dockerfile).toMatch(/COPY --from=build \/app\/dist \.\/dist/);
     // Everything the image copies is in the build context the .dockerignore lets through.
     const allowed = readFileSync(join(COMPOSE_DIR, 'Dockerfile.dockerignore'), 'utf8');
     const copied = lines

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -54,6 +56,8 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+const BUILD_ENTRY = 'dist/src/main.js';
+
 /** The test runner's environment minus the upstream settings: a test opts in to an upstream explicitly. */
 function inheritedEnv(): NodeJS.ProcessEnv {
   const { GROQ_API_KEY: _key, GROQ_API_KEY_FILE: _keyFile, GROQ_BASE_URL: _baseUrl, ...rest } = process.env;
@@ -67,19 +71,26 @@ export interface BackendProcessOptions {
    * log collection; stderr is still collected.
    */
   stdout?: 'keep' | 'discard';
+  /**
+   * source (default): backend/src/main.ts through tsx, so a test sees the code as
+   * it is now. build: dist/src/main.js, as `npm start` and the image run it
+   * (make test and make bench build it first).
+   */
+  entry?: 'source' | 'build';
 }
 
-/**
- * Starts `backend/src/main.ts` as a real process (as `npm start` does) on a free
- * port and resolves once /readyz answers 200.
- */
+/** Starts a backend as a real process on a free port and resolves once /readyz answers 200. */
 export async function startBackendProcess(
   env: Record<string, string>,
   options: BackendProcessOptions = {},
 ): Promise<BackendProcess> {
   const port = Number(env.PORT ?? (await freePort()));
   const instanceId = env.INSTANCE_ID ?? `proc-${port}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'backend/src/main.ts'], {
+  if (options.entry === 'build' && !existsSync(join(REPO_ROOT, BUILD_ENTRY))) {
+    throw new Error(`${BUILD_ENTRY} is missing: run npm run build (make test and make bench do)`);
+  }
+  const args = options.entry === 'build' ? [BUILD_ENTRY] : ['--import', 'tsx', 'backend/src/main.ts'];
+  const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     env: {
       ...inheritedEnv(),

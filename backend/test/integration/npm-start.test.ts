@@ -4,8 +4,9 @@ import { type ChatBody, postChat } from '../helpers/http-client.js';
 import { deleteTestPrefix, testPrefix } from '../helpers/test-backend.js';
 
 /**
- * The `npm start` path: backend/src/main.ts as a real process, with no Groq
- * key or URL in its environment, answers from the bundled simulator.
+ * The `npm start` path: the compiled dist/src/main.js as a real process. With
+ * no Groq key or URL it answers from the bundled simulator, except in
+ * production, where it refuses to start rather than answer canned text.
  */
 describe('npm start', () => {
   const prefix = testPrefix('npm-start');
@@ -17,7 +18,7 @@ describe('npm start', () => {
   });
 
   it('runs on the bundled simulator without GROQ_API_KEY, says so, and answers', async () => {
-    backend = await startBackendProcess({ REDIS_PREFIX: prefix });
+    backend = await startBackendProcess({ REDIS_PREFIX: prefix }, { entry: 'build' });
     expect(backend.output()).toMatch(/GROQ_API_KEY is not set: answering from the bundled Groq simulator/);
     const response = await postChat(backend.url, { message: 'I cannot start my essay' });
     expect(response.status).toBe(200);
@@ -31,14 +32,29 @@ describe('npm start', () => {
     expect(backend?.output()).toMatch(/"msg":"stopped"/);
   });
 
+  it('refuses to start in production without a key, rather than answer from the simulator', async () => {
+    const failure = await startBackendProcess(
+      { REDIS_PREFIX: prefix, NODE_ENV: 'production' },
+      { entry: 'build' },
+    ).then(
+      () => undefined,
+      (error: Error) => error,
+    );
+    expect(failure?.message).toMatch(/exited early \(code 1/);
+    expect(failure?.message).toMatch(/^GROQ_API_KEY: required when ALLOW_EMBEDDED_SIMULATOR=false/m);
+  });
+
   it('stops at once on a bad configuration, naming every bad variable', async () => {
     const started = Date.now();
-    const failure = await startBackendProcess({
-      REDIS_PREFIX: prefix,
-      PORT: '0',
-      MAX_REQUESTS_PER_MINUTE: 'many',
-      LOG_LEVEL: 'loud',
-    }).then(
+    const failure = await startBackendProcess(
+      {
+        REDIS_PREFIX: prefix,
+        PORT: '0',
+        MAX_REQUESTS_PER_MINUTE: 'many',
+        LOG_LEVEL: 'loud',
+      },
+      { entry: 'build' },
+    ).then(
       () => undefined,
       (error: Error) => error,
     );

@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { startGroqSimulator } from '../../sim/groq-simulator.js';
+import { startBackendProcess } from '../../test/helpers/backend-process.js';
+import { benchPrefix, deleteKeys, report, runLoad, runScenario } from '../harness.js';
+
+/**
+ * What one instance costs to run, from its TypeScript sources through tsx (as
+ * production ran before the build) and from the compiled dist/ (as npm start
+ * and the image run now): time from spawn to ready, RSS when idle, and peak
+ * RSS during 10 s of cache misses (every question new) over 50 connections
+ * against an upstream that answers at once.
+ */
+const SCENARIO = 'runtime-footprint';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const rssMb = (pid: number) => {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Math.round(Number(kb) / 1024);
+};
+
+async function measure(entry: 'source' | 'build', upstreamUrl: string) {
+  const prefix = benchPrefix(SCENARIO);
+  const started = performance.now();
+  const backend = await startBackendProcess(
+    {
+      REDIS_URL,
+      REDIS_PREFIX: prefix,
+      GROQ_BASE_URL: upstreamUrl,
+      GROQ_API_KEY: 'bench-key',
+      GROQ_RPM: '0',
+      GROQ_TPM: '0',
+      GROQ_RPD: '0',
+      GROQ_TPD: '0',
+      MAX_REQUESTS_PER_MINUTE: '1000000000',
+      LOG_LEVEL: 'warn',
+    },
+    { stdout: 'discard', entry },
+  );
+  const readyMs = Math.round(performance.now() - started);
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const idleRssMb = rssMb(backend.child.pid as number);
+    let peakRssMb = idleRssMb;
+    const sampler = setInterval(() => {
+      peakRssMb = Math.max(peakRssMb, rssMb(backend.child.pid as number));
+    }, 200);
+    let index = 0;
+    const load = await runLoad({
+      url: backend.url,
+      path: '/api/chat',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      // A new question every request: each one is a cache miss and goes upstream.
+      body: JSON.stringify({ message: 'warm-up' }),
+      setupRequest: (request) => ({ ...request, body: JSON.stringify({ message: `Miss number ${index++}` }) }),
+      durationSeconds: 10,
+      connections: 50,
+    });
+    clearInterval(sampler);
+    return {
+      entry,
+      readyMs,
+      idleRssMb,
+      peakRssMb,
+      missesPerSecond: load.requestsPerSecond,
+      p50Ms: load.p50Ms,
+      p99Ms: load.p99Ms,
+      non2xx: load.non2xx,
+    };
+  } finally {
+    await backend.stop();
+    await deleteKeys(REDIS_URL, prefix);
+  }
+}
+
+runScenario(async () => {
+  const simulator = await startGroqSimulator({ latencyMs: 0, apiKey: 'bench-key' });
+  try {
+    for (const entry of ['source', 'build'] as const) {
+      report(SCENARIO, await measure(entry, simulator.url));
+    }
+  } finally {
+    await simulator.close();
+  }
+});
