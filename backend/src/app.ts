@@ -14,7 +14,7 @@ import { errorHandler } from './http/error-handler.js';
 import { jsonBody } from './http/json-body.js';
 import { type CallerRateLimit, localRateLimit, signupRateLimit } from './http/rate-limit.js';
 import { recordClusterStats } from './http/record-cluster-stats.js';
-import { requestContext } from './http/request-context.js';
+import { requestContext, routeTemplate } from './http/request-context.js';
 import { safetyGuard } from './http/safety-guard.js';
 import { validateBody } from './http/validate.js';
 import type { ChatQueue } from './queue/chat-queue.js';
@@ -29,12 +29,15 @@ import { streamRoutes } from './routes/stream-routes.js';
 import type { SafetyCheck } from './safety/index.js';
 import type { ClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
+import type { ErrorTracker } from './telemetry/error-tracking.js';
 import type { Logger } from './telemetry/logger.js';
 import type { Metrics } from './telemetry/metrics.js';
 import type { UpstreamQuota } from './telemetry/stats-report.js';
 
 export interface AppDependencies {
   config: Config;
+  /** Unexpected errors also go here (Sentry, when SENTRY_DSN is set). */
+  errorTracker?: ErrorTracker;
   authenticator: Authenticator;
   accounts: AccountService;
   /** The per-caller chat limit (shared with account deletion and GET /api/me). */
@@ -94,6 +97,7 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
       return;
     }
     log.error({ err: error }, 'error outside the error handler');
+    deps.errorTracker?.capture(error, { requestId: (ctx?.state as AppState | undefined)?.requestId });
   });
   app.use(
     requestContext({
@@ -103,7 +107,12 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
       callerLogKey: config.LOG_CALLER_SALT ?? randomBytes(32),
     }),
   );
-  app.use(errorHandler());
+  app.use(
+    errorHandler({
+      onUnexpected: (error, ctx) =>
+        deps.errorTracker?.capture(error, { requestId: ctx.state.requestId, route: routeTemplate(ctx) }),
+    }),
+  );
   app.use(clientIdentity({ trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES) }));
   app.use(recordClusterStats({ stats: clusterStats }));
 

@@ -62,6 +62,8 @@ const configSchema = z.object({
   // Keys the caller tag in access logs; set it (same on every instance) to follow a caller across instances.
   LOG_CALLER_SALT: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // Sentry, optional: unhandled errors go there too, scrubbed of every user text (SENTRY_DSN_FILE too).
+  SENTRY_DSN: httpUrl.optional(),
   TRUSTED_PROXIES: z
     .string()
     .default('loopback')

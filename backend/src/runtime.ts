@@ -27,6 +27,7 @@ import { createModerationModel, createSafetyCheck, LANGUAGES } from './safety/in
 import { registerActiveUsersGauge } from './telemetry/active-users-gauge.js';
 import { createClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
+import { createErrorTracker } from './telemetry/error-tracking.js';
 import type { Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { withUpstreamUsage } from './telemetry/upstream-usage.js';
@@ -218,8 +219,15 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   const accounts = createAccountService({ users, deviceTokens, authenticator, holders, tracker: postgresTracker });
 
   const lifecycle = { draining: false };
+  const errorTracker = await createErrorTracker({
+    dsn: config.SENTRY_DSN,
+    instanceId: config.INSTANCE_ID,
+    environment: config.NODE_ENV,
+    logger,
+  });
   const app = createApp({
     config,
+    errorTracker,
     authenticator,
     accounts,
     chatRateLimit,
@@ -276,6 +284,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     upstream.close();
     await clusterStats.flush();
     migrations.stop();
+    await errorTracker.close();
     await database.end().catch(() => undefined);
     await redis.quit().catch(() => redis.disconnect());
     await simulator?.close();

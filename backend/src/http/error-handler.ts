@@ -1,12 +1,14 @@
 import { AppError, internalError } from '../errors.js';
-import type { AppMiddleware } from './app-state.js';
+import type { AppContext, AppMiddleware } from './app-state.js';
 import { isUpstreamError, upstreamToAppError } from './upstream-errors.js';
 
 /**
  * Renders every error as `{error: {code, message}, requestId}`. Unknown errors
  * become a generic 500 (logged with their stack here, never sent).
  */
-export function errorHandler(): AppMiddleware {
+export function errorHandler(
+  options: { onUnexpected?: (error: unknown, ctx: AppContext) => void } = {},
+): AppMiddleware {
   return async function errorHandlerMiddleware(ctx, next) {
     try {
       await next();
@@ -28,6 +30,7 @@ export function errorHandler(): AppMiddleware {
       } else {
         appError = internalError();
         ctx.state.log.error({ err: error }, 'unhandled error');
+        options.onUnexpected?.(error, ctx);
       }
       ctx.status = appError.status;
       for (const [name, value] of Object.entries(appError.headers)) {

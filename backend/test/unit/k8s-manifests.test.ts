@@ -42,6 +42,7 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   MAX_BODY_BYTES: 'the app default (64 KiB); Caddy caps bodies at 1 MB in front',
   HTTP_HEADERS_TIMEOUT_MS: 'default 10 s; Caddy cuts slow clients in front (read_header)',
   HTTP_REQUEST_TIMEOUT_MS: 'default 30 s (receiving the request only; streams are not cut)',
+  SENTRY_DSN: 'optional error tracking: add it to the focus-secrets Secret and a SENTRY_DSN_FILE mount to turn it on',
   HTTP_KEEP_ALIVE_TIMEOUT_MS: "default 65 s, longer than Caddy's 30 s keep-alive (checked below)",
   REDIS_COMMAND_TIMEOUT_MS: 'default 500 ms',
   REDIS_SENTINELS: 'a managed Redis gives one primary endpoint (REDIS_URL); set it for a Sentinel chart',
