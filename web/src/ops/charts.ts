@@ -25,6 +25,7 @@ export class LiveChart {
     container: HTMLElement,
     series: SeriesSpec[],
     private readonly capacity: number,
+    windowSeconds: number,
   ) {
     this.data = [[], ...series.map(() => [])];
     const axisColor = themeColor('--muted');
@@ -36,7 +37,11 @@ export class LiveChart {
         height: HEIGHT,
         // Draws are not animated anyway; no cursor sync or zoom needed on a live view.
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(1, max * 1.15, min)] } },
+        scales: {
+          // A rolling window ending at the newest sample, also when there is only one.
+          x: { time: true, range: (_u, _min, max) => [max - windowSeconds, max] },
+          y: { range: (_u, min, max) => [0, Math.max(1, max * 1.15, min)] },
+        },
         axes: [axis, { ...axis, size: 56 }],
         series: [
           {},

@@ -30,6 +30,7 @@ const TOKEN_KEY = 'focus.adminToken';
 const POLL_MS = 2000;
 /** Five minutes of samples. */
 const WINDOW = 150;
+const WINDOW_SECONDS = (WINDOW * POLL_MS) / 1000;
 
 function byId<T extends HTMLElement>(id: string): T {
   const element = document.getElementById(id);
@@ -77,6 +78,7 @@ function ensureCharts() {
         { label: 'requests/min', color: '--chart-2' },
       ],
       WINDOW,
+      WINDOW_SECONDS,
     ),
     latency: new LiveChart(
       byId('chart-latency'),
@@ -85,6 +87,7 @@ function ensureCharts() {
         { label: 'p95 ms', color: '--chart-2' },
       ],
       WINDOW,
+      WINDOW_SECONDS,
     ),
     rates: new LiveChart(
       byId('chart-rates'),
@@ -93,6 +96,7 @@ function ensureCharts() {
         { label: 'error %', color: '--chart-2' },
       ],
       WINDOW,
+      WINDOW_SECONDS,
     ),
     tokens: new LiveChart(
       byId('chart-tokens'),
@@ -101,6 +105,7 @@ function ensureCharts() {
         { label: 'quota', color: '--chart-2', dash: [6, 4] },
       ],
       WINDOW,
+      WINDOW_SECONDS,
     ),
     queue: new LiveChart(
       byId('chart-queue'),
@@ -109,6 +114,7 @@ function ensureCharts() {
         { label: 'active', color: '--chart-3' },
       ],
       WINDOW,
+      WINDOW_SECONDS,
     ),
   };
   return charts;
@@ -153,11 +159,8 @@ function show(dashboard: Dashboard, stats: Stats): void {
   setText('p95', `${decimal.format(dashboard.p95ResponseTime)} ms`);
   setText('hit-rate', percent(dashboard.cacheHitRate));
   setText('error-rate', percent(dashboard.errorRate));
-  setText(
-    'tokens',
-    quota ? `${number.format(tokens)} / ${number.format(quota)}` : `${number.format(tokens)} (no quota)`,
-  );
-  setText('queue', `${number.format(waiting)} waiting · ${number.format(active)} active`);
+  setText('tokens', quota ? `${number.format(tokens)} / ${number.format(quota)}` : `${number.format(tokens)} / –`);
+  setText('queue', `${number.format(waiting)} · ${number.format(active)}`);
   const time = Date.now() / 1000;
   const all = ensureCharts();
   all.traffic.push(time, [dashboard.activeUsers, dashboard.requestsPerMinute]);
