@@ -174,7 +174,8 @@ function showSafety(item: HTMLLIElement, safety: NonNullable<ChatReply['safety']
 
 function explain(error: unknown): string {
   if (error instanceof FocusChatError) {
-    if (error.code === 'network_error' || error.code === 'timeout') {
+    // 'aborted': the browser went offline (below), so the helper's retries would only wait in vain.
+    if (error.code === 'network_error' || error.code === 'timeout' || error.code === 'aborted') {
       return t.networkLost;
     }
     if (error.code === 'upstream_interrupted') {
@@ -196,10 +197,16 @@ function setBusy(value: boolean): void {
   form.setAttribute('aria-busy', String(value));
 }
 
-async function ask(message: string, body: HTMLParagraphElement, item: HTMLLIElement): Promise<ChatReply> {
+async function ask(
+  message: string,
+  body: HTMLParagraphElement,
+  item: HTMLLIElement,
+  signal: AbortSignal,
+): Promise<ChatReply> {
   let text = '';
   const run = () =>
     client.stream(message, {
+      signal,
       history: history.slice(-HISTORY_TURNS),
       onDelta: (piece) => {
         if (text === '') {
@@ -243,17 +250,25 @@ async function send(): Promise<void> {
     showAlert(t.empty);
     return;
   }
+  if (!navigator.onLine) {
+    showAlert(t.networkLost);
+    return;
+  }
   setBusy(true);
   showAlert('');
+  const offline = new AbortController();
+  const abortOnOffline = () => offline.abort();
+  window.addEventListener('offline', abortOnOffline, { once: true });
   idempotencyKey = crypto.randomUUID();
   longWaitSeconds = undefined;
   const question = addTurn('user', message);
   const answer = addTurn('assistant', '');
+  answer.item.setAttribute('aria-busy', 'true');
   input.value = '';
   waiting.thinking(t.thinking);
   try {
     await ensureAccount();
-    const reply = await ask(message, answer.body, answer.item);
+    const reply = await ask(message, answer.body, answer.item, offline.signal);
     answer.body.textContent = reply.response;
     if (reply.safety) {
       showSafety(answer.item, reply.safety);
@@ -271,6 +286,7 @@ async function send(): Promise<void> {
     }
     showAlert(explain(error));
   } finally {
+    window.removeEventListener('offline', abortOnOffline);
     setBusy(false);
     input.focus();
   }
