@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { TokenUsage } from '../llm/types.js';
+import { redisScript } from '../redis/redis-script.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { BUCKET_TTL_SECONDS, currentSecond, FIELD, windowKey } from '../telemetry/stats-window.js';
@@ -34,7 +35,7 @@ export interface ResponseCache {
 
 // Reads the first present entry of KEYS[4..] and counts the hit or miss, in total
 // and in the cluster-wide one-minute window (telemetry/stats-window.ts), in one round trip.
-const GET_AND_COUNT = `
+const GET_AND_COUNT = redisScript(`
 local value = false
 for i = 4, #KEYS do
   value = redis.call('GET', KEYS[i])
@@ -43,7 +44,7 @@ end
 if value then redis.call('INCR', KEYS[1]) else redis.call('INCR', KEYS[2]) end
 redis.call('HINCRBY', KEYS[3], value and ARGV[1] or ARGV[2], 1)
 redis.call('EXPIRE', KEYS[3], ARGV[3])
-return value`;
+return value`);
 
 export interface RedisResponseCacheOptions {
   redis: Redis;
@@ -66,16 +67,10 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
     async get(key) {
       const entries = (typeof key === 'string' ? [key] : key).map(entryKey);
       try {
-        const raw = (await redis.eval(
-          GET_AND_COUNT,
-          3 + entries.length,
-          hitsKey,
-          missesKey,
-          windowKey(prefix, currentSecond()),
-          ...entries,
-          FIELD.cacheHits,
-          FIELD.cacheMisses,
-          BUCKET_TTL_SECONDS,
+        const raw = (await GET_AND_COUNT.run(
+          redis,
+          [hitsKey, missesKey, windowKey(prefix, currentSecond()), ...entries],
+          [FIELD.cacheHits, FIELD.cacheMisses, BUCKET_TTL_SECONDS],
         )) as string | null;
         tracker.succeeded();
         if (raw === null) {

@@ -120,29 +120,32 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
 
   async function tryReserve(id: string, tokens: number): Promise<{ granted: boolean; waitMs: number; reason: string }> {
     const day = dayIndex(Date.now());
-    const reply = (await redis.eval(
-      RESERVE,
-      11,
-      keys.log,
-      keys.tokens,
-      keys.sum,
-      keys.inflight,
-      keys.shadow,
-      keys.pause,
-      keys.learnedRpm,
-      keys.learnedTpm,
-      keys.learnedRpd,
-      keys.dayRequests(day),
-      keys.dayTokens(day),
-      id,
-      tokens,
-      limits.requestsPerMinute,
-      limits.tokensPerMinute,
-      limits.requestsPerDay,
-      limits.tokensPerDay,
-      WINDOW_MS,
-      options.callTimeoutMs * 2,
-      POLL_MS,
+    const reply = (await RESERVE.run(
+      redis,
+      [
+        keys.log,
+        keys.tokens,
+        keys.sum,
+        keys.inflight,
+        keys.shadow,
+        keys.pause,
+        keys.learnedRpm,
+        keys.learnedTpm,
+        keys.learnedRpd,
+        keys.dayRequests(day),
+        keys.dayTokens(day),
+      ],
+      [
+        id,
+        tokens,
+        limits.requestsPerMinute,
+        limits.tokensPerMinute,
+        limits.requestsPerDay,
+        limits.tokensPerDay,
+        WINDOW_MS,
+        options.callTimeoutMs * 2,
+        POLL_MS,
+      ],
     )) as unknown[];
     recordGauges(reply);
     return { granted: reply[0] === 1, waitMs: Number(reply[1]), reason: String(reply[2]) };
@@ -237,45 +240,37 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
     day: number,
     how: { mode: 'used' | 'release'; tokens?: number; pauseMs?: number; learnRequests?: boolean },
   ): Promise<void> {
-    await redis.eval(
-      SETTLE,
-      8,
-      keys.log,
-      keys.tokens,
-      keys.sum,
-      keys.inflight,
-      keys.pause,
-      keys.learnedRpm,
-      keys.dayRequests(day),
-      keys.dayTokens(day),
-      id,
-      how.mode,
-      how.tokens ?? 0,
-      how.pauseMs ?? 0,
-      how.learnRequests ? 1 : 0,
-      LEARNED_LIMIT_TTL_MS,
-      WINDOW_MS,
+    await SETTLE.run(
+      redis,
+      [
+        keys.log,
+        keys.tokens,
+        keys.sum,
+        keys.inflight,
+        keys.pause,
+        keys.learnedRpm,
+        keys.dayRequests(day),
+        keys.dayTokens(day),
+      ],
+      [id, how.mode, how.tokens ?? 0, how.pauseMs ?? 0, how.learnRequests ? 1 : 0, LEARNED_LIMIT_TTL_MS, WINDOW_MS],
     );
   }
 
   async function observe(seen: UpstreamLimits, day: number): Promise<void> {
     const orAbsent = (value: number | undefined) => (value === undefined ? -1 : value);
-    await redis.eval(
-      OBSERVE,
-      5,
-      keys.sum,
-      keys.shadow,
-      keys.learnedTpm,
-      keys.learnedRpd,
-      keys.dayRequests(day),
-      limits.tokensPerMinute,
-      limits.requestsPerDay,
-      orAbsent(seen.limitTokens),
-      orAbsent(seen.remainingTokens),
-      orAbsent(seen.resetTokensMs),
-      orAbsent(seen.limitRequests),
-      orAbsent(seen.remainingRequests),
-      LEARNED_LIMIT_TTL_MS,
+    await OBSERVE.run(
+      redis,
+      [keys.sum, keys.shadow, keys.learnedTpm, keys.learnedRpd, keys.dayRequests(day)],
+      [
+        limits.tokensPerMinute,
+        limits.requestsPerDay,
+        orAbsent(seen.limitTokens),
+        orAbsent(seen.remainingTokens),
+        orAbsent(seen.resetTokensMs),
+        orAbsent(seen.limitRequests),
+        orAbsent(seen.remainingRequests),
+        LEARNED_LIMIT_TTL_MS,
+      ],
     );
   }
 

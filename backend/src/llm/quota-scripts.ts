@@ -1,3 +1,5 @@
+import { redisScript } from '../redis/redis-script.js';
+
 /**
  * Lua scripts of the quota governor. Each runs atomically in Redis and reads
  * the time from Redis (TIME), so every instance shares one clock.
@@ -43,7 +45,7 @@ end
  * Returns {granted 0|1, waitMs, reason, remainingRequests, remainingTokens, rpm, tpm}
  * (remaining/limits are -1 when unlimited).
  */
-export const RESERVE = `${PRELUDE}
+export const RESERVE = redisScript(`${PRELUDE}
 local log, tokens, sum, inflight, shadow, pause = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, cost, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
 local rpm = limit(tonumber(ARGV[3]), KEYS[7])
@@ -118,7 +120,7 @@ redis.call('INCRBY', KEYS[11], cost)
 redis.call('EXPIRE', KEYS[10], 172800)
 redis.call('EXPIRE', KEYS[11], 172800)
 return report(1, 0, 'ok', 1, cost)
-`;
+`);
 
 /**
  * Settles a reservation once the call is over.
@@ -130,7 +132,7 @@ return report(1, 0, 'ok', 1, cost)
  *   every instance, and with learnRequests the requests-per-minute limit drops to what
  *   we had in the window when the upstream said no.
  */
-export const SETTLE = `${PRELUDE}
+export const SETTLE = redisScript(`${PRELUDE}
 local log, tokens, sum, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, mode = ARGV[1], ARGV[2]
 redis.call('ZREM', inflight, id)
@@ -165,7 +167,7 @@ if ARGV[5] == '1' then
   redis.call('SET', KEYS[6], math.max(1, redis.call('ZCARD', log)), 'PX', tonumber(ARGV[6]))
 end
 return 1
-`;
+`);
 
 /**
  * Follows what the upstream's headers say about the key, which other clients may share.
@@ -173,7 +175,7 @@ return 1
  * ARGV: tpm, rpd, limitTokens, remainingTokens, resetTokensMs, limitRequestsPerDay,
  *       remainingRequestsToday, learnedTtlMs   (-1: header absent)
  */
-export const OBSERVE = `${PRELUDE}
+export const OBSERVE = redisScript(`${PRELUDE}
 local tpm, rpd = tonumber(ARGV[1]), tonumber(ARGV[2])
 local limitTokens, remainingTokens, resetTokens = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local limitRequests, remainingRequests, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -201,4 +203,4 @@ if rpd > 0 and remainingRequests >= 0 then
   end
 end
 return 1
-`;
+`);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { redisScript } from '../redis/redis-script.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -46,15 +47,15 @@ const LOCK_CHECK_MS = 500;
 const DEFAULT_LOCK_TTL_MS = 3000;
 
 // Extends the lock only while this leader still owns it.
-const RENEW = `
+const RENEW = redisScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`;
+return 0`);
 
 // Deletes the lock only if this leader still owns it, then tells the followers.
-const FINISH = `
+const FINISH = redisScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1`;
+return 1`);
 
 export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoalescer {
   const { redis, subscriber, prefix, waitMs, metrics, tracker } = options;
@@ -116,7 +117,7 @@ export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoa
 
   async function finishLeading(key: string, token: string, outcome: LeaderOutcome): Promise<void> {
     try {
-      await redis.eval(FINISH, 1, lockKey(key), token, channel, `${key}|${outcome}`);
+      await FINISH.run(redis, [lockKey(key)], [token, channel, `${key}|${outcome}`]);
     } catch (error) {
       tracker.failed(error);
     }
@@ -124,7 +125,7 @@ export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoa
 
   async function leadHoldingLock<T>(key: string, token: string, lead: () => Promise<T>): Promise<T> {
     const renewal = setInterval(() => {
-      redis.eval(RENEW, 1, lockKey(key), token, String(lockTtlMs)).catch((error: unknown) => tracker.failed(error));
+      RENEW.run(redis, [lockKey(key)], [token, String(lockTtlMs)]).catch((error: unknown) => tracker.failed(error));
     }, lockTtlMs / 3);
     let outcome: LeaderOutcome = 'failed';
     try {
