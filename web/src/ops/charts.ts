@@ -12,6 +12,7 @@ export interface SeriesSpec {
 }
 
 const HEIGHT = 200;
+const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
 function themeColor(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
@@ -42,7 +43,14 @@ export class LiveChart {
           x: { time: true, range: (_u, _min, max) => [max - windowSeconds, max] },
           y: { range: (_u, min, max) => [0, Math.max(1, max * 1.15, min)] },
         },
-        axes: [axis, { ...axis, size: 56 }],
+        axes: [
+          {
+            ...axis,
+            // Clock time only: the window is five minutes.
+            values: (_u, ticks) => ticks.map((tick) => clock.format(new Date(tick * 1000))),
+          },
+          { ...axis, size: 56 },
+        ],
         series: [
           {},
           ...series.map((spec) => ({
