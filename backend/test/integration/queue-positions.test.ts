@@ -61,13 +61,14 @@ describe('queue positions and estimates across two instances', () => {
 
     const history = new Map<string, number[]>();
     for (;;) {
-      const snapshot = await Promise.all(
-        jobs.map(async ({ job }, index) => ({
-          index,
-          jobId: job.jobId,
-          body: (await getStatus(index % 2 === 0 ? b.url : a.url, job.jobId)).json as StatusBody,
-        })),
-      );
+      // Read from the back of the line to the front: a job starting between two reads then only makes the
+      // later-read (earlier) jobs look closer, never two of them share a place (parallel reads could).
+      const snapshot: { index: number; jobId: string; body: StatusBody }[] = [];
+      for (let index = jobs.length - 1; index >= 0; index -= 1) {
+        const { job } = jobs[index] as { job: QueuedBody };
+        const body = (await getStatus(index % 2 === 0 ? b.url : a.url, job.jobId)).json as StatusBody;
+        snapshot.unshift({ index, jobId: job.jobId, body });
+      }
       const waiting = snapshot.filter(
         (entry): entry is typeof entry & { body: { status: 'processing'; position: number } } =>
           entry.body.status === 'processing' && entry.body.state === 'waiting',
