@@ -107,7 +107,7 @@ function runWorkers(baseUrl: string, users: number, dir: string) {
         startAt,
         durationMs: DURATION_S * 1000,
         drainMs: DRAIN_S * 1000,
-        rampMs: Math.min(10_000, DURATION_S * 100),
+        rampMs: Number(env.RAMP_S ?? Math.min(20, DURATION_S / 5)) * 1000,
         ...GAP_MS,
         ...SHARES,
         outFile: join(dir, `records-${index}.jsonl`),
