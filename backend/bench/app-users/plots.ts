@@ -16,7 +16,12 @@ export async function renderPng(spec: TopLevelSpec, file: string): Promise<void>
 }
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
-const base = { $schema: SCHEMA, width: 640, height: 300, config: { font: 'DejaVu Sans' } } as const;
+const base = {
+  $schema: SCHEMA,
+  width: 640,
+  height: 300,
+  config: { font: 'DejaVu Sans', legend: { labelLimit: 400 } },
+} as const;
 
 export interface CdfPoint {
   via: string;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type ChatTurn, createFocusChatClient, FocusChatError } from '../../src/client/focus-chat-client.js';
@@ -102,6 +103,8 @@ export async function runWorker(config: WorkerConfig): Promise<WorkerSummary> {
   let httpCalls = 0;
   const endAsking = config.startAt + config.durationMs;
   const hardStop = new AbortController();
+  // Every user's calls listen to it.
+  setMaxListeners(0, hardStop.signal);
 
   async function user(id: number): Promise<void> {
     await sleep(config.startAt + Math.random() * config.rampMs - Date.now());
