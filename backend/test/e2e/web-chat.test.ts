@@ -26,9 +26,9 @@ let browser: Browser;
 const figures: Record<string, unknown> = {};
 
 beforeAll(async () => {
+  mkdirSync(OUT, { recursive: true });
   // First, so a machine without chromium fails in a second with what to install.
   browser = await launchChromium();
-  mkdirSync(OUT, { recursive: true });
   simulator = await startGroqSimulator({ latencyMs: 20, chunkDelayMs: 15, apiKey: KEY });
   stack = await startLocalStack(2, {
     GROQ_BASE_URL: simulator.url,
