@@ -336,6 +336,9 @@ describe('both pages', () => {
         await ask(chat.page, 'My desk is a mess and I cannot start');
         await lastAnswer(chat.page);
         const ops = await openOps({ viewport, colorScheme });
+        // Two samples, so the charts draw lines.
+        const first = await ops.page.locator('#updated').textContent();
+        await expect.poll(() => ops.page.locator('#updated').textContent(), { timeout: 6000 }).not.toBe(first);
         for (const [name, page] of [
           ['chat', chat.page],
           ['ops', ops.page],

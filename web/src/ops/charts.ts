@@ -13,6 +13,7 @@ export interface SeriesSpec {
 
 const HEIGHT = 200;
 const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const clockSeconds = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 
 function themeColor(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
@@ -38,6 +39,8 @@ export class LiveChart {
         height: HEIGHT,
         // Draws are not animated anyway; no cursor sync or zoom needed on a live view.
         cursor: { drag: { x: false, y: false } },
+        // The legend names the lines; the figures themselves are in the tiles above.
+        legend: { live: false },
         scales: {
           // A rolling window ending at the newest sample, also when there is only one.
           x: { time: true, range: (_u, _min, max) => [max - windowSeconds, max] },
@@ -46,8 +49,13 @@ export class LiveChart {
         axes: [
           {
             ...axis,
-            // Clock time only: the window is five minutes.
-            values: (_u, ticks) => ticks.map((tick) => clock.format(new Date(tick * 1000))),
+            space: 90,
+            // Clock time only: the window is five minutes (seconds when the ticks are closer than a minute).
+            values: (_u, ticks) => {
+              const step = (ticks[1] ?? 0) - (ticks[0] ?? 0);
+              const format = step > 0 && step < 60 ? clockSeconds : clock;
+              return ticks.map((tick) => format.format(new Date(tick * 1000)));
+            },
           },
           { ...axis, size: 56 },
         ],
