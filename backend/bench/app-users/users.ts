@@ -18,12 +18,14 @@ export interface WorkerConfig {
   /** Users of this process: ids firstUser … firstUser + users - 1. */
   users: number;
   firstUser: number;
-  /** Questions are asked until startAt + durationMs (epoch ms); answers awaited drainMs more. */
+  /**
+   * Sign-ins are spread over [startAt, startAt + rampMs) (epoch ms); questions are asked from
+   * askFrom = startAt + rampMs for durationMs; answers awaited drainMs more.
+   */
   startAt: number;
+  rampMs: number;
   durationMs: number;
   drainMs: number;
-  /** Sign-ins are spread over this long from startAt. */
-  rampMs: number;
   minGapMs: number;
   maxGapMs: number;
   /** Share of questions asked through stream() (the rest through send(): the queue). */
@@ -37,7 +39,7 @@ export interface WorkerConfig {
 
 export interface QuestionRecord {
   user: number;
-  /** ms since startAt when asked. */
+  /** ms since askFrom (the end of the sign-ins) when asked. */
   at: number;
   via: 'stream' | 'queue';
   kind: 'common' | 'unique' | 'history';
@@ -57,7 +59,10 @@ export interface QuestionRecord {
 
 export interface WorkerSummary {
   signIns: number;
+  /** Sign-ins that failed even after the retries (that user asked nothing). */
   signInFailures: Record<string, number>;
+  /** Sign-in attempts that failed and were tried again. */
+  signInRetries: number;
   questions: number;
   httpCalls: number;
   httpByStatus: Record<string, number>;
@@ -100,8 +105,10 @@ export async function runWorker(config: WorkerConfig): Promise<WorkerSummary> {
   const signInFailures: Record<string, number> = {};
   const httpByStatus: Record<string, number> = {};
   let signIns = 0;
+  let signInRetries = 0;
   let httpCalls = 0;
-  const endAsking = config.startAt + config.durationMs;
+  const askFrom = config.startAt + config.rampMs;
+  const endAsking = askFrom + config.durationMs;
   const hardStop = new AbortController();
   // Every user's calls listen to it.
   setMaxListeners(0, hardStop.signal);
@@ -125,17 +132,25 @@ export async function runWorker(config: WorkerConfig): Promise<WorkerSummary> {
       }
     };
     const client = createFocusChatClient({ baseUrl: config.baseUrl, fetch: countingFetch });
-    try {
-      await client.signIn();
-      signIns += 1;
-    } catch (error) {
-      const code = error instanceof FocusChatError ? error.code : 'network_error';
-      signInFailures[code] = (signInFailures[code] ?? 0) + 1;
-      return;
+    // Like the app at its first launch: a sign-in that fails is tried again a little later (3 times).
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await client.signIn();
+        signIns += 1;
+        break;
+      } catch (error) {
+        const code = error instanceof FocusChatError ? error.code : 'network_error';
+        if (attempt >= 3 || Date.now() > endAsking) {
+          signInFailures[code] = (signInFailures[code] ?? 0) + 1;
+          return;
+        }
+        signInRetries += 1;
+        await sleep(between(2000, 5000));
+      }
     }
     const history: ChatTurn[] = [];
     // The first question comes at a random point of a gap, so the run starts in a steady state.
-    let next = Date.now() + between(0, config.maxGapMs);
+    let next = Math.max(Date.now(), askFrom) + between(0, config.maxGapMs);
     let asked = 0;
     for (;;) {
       if (next >= endAsking) {
@@ -161,7 +176,7 @@ export async function runWorker(config: WorkerConfig): Promise<WorkerSummary> {
       const at = Date.now();
       queuedPosts = 0;
       let first: number | undefined;
-      const record: QuestionRecord = { user: id, at: at - config.startAt, via, kind, outcome: 'unfinished', ms: 0 };
+      const record: QuestionRecord = { user: id, at: at - askFrom, via, kind, outcome: 'unfinished', ms: 0 };
       records.push(record);
       const options = {
         history: kind === 'history' ? history.slice(-4) : undefined,
@@ -214,6 +229,7 @@ export async function runWorker(config: WorkerConfig): Promise<WorkerSummary> {
   return {
     signIns,
     signInFailures,
+    signInRetries,
     questions: records.length,
     httpCalls,
     httpByStatus,

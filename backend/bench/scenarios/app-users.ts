@@ -94,9 +94,8 @@ async function probeInstances(state: RunState): Promise<InstanceProbe[]> {
   );
 }
 
-function runWorkers(baseUrl: string, users: number, dir: string) {
+function runWorkers(baseUrl: string, users: number, dir: string, startAt: number, rampMs: number) {
   const procs = Math.max(1, Number(env.LOADGEN_PROCS ?? Math.ceil(users / 4000)));
-  const startAt = Date.now() + 2000;
   return Promise.all(
     Array.from({ length: procs }, (_, index) => {
       const mine = Math.floor(users / procs) + (index < users % procs ? 1 : 0);
@@ -107,7 +106,7 @@ function runWorkers(baseUrl: string, users: number, dir: string) {
         startAt,
         durationMs: DURATION_S * 1000,
         drainMs: DRAIN_S * 1000,
-        rampMs: Number(env.RAMP_S ?? Math.min(20, DURATION_S / 5)) * 1000,
+        rampMs,
         ...GAP_MS,
         ...SHARES,
         outFile: join(dir, `records-${index}.jsonl`),
@@ -135,7 +134,7 @@ function runWorkers(baseUrl: string, users: number, dir: string) {
         });
       });
     }),
-  ).then((results) => ({ procs, startAt, results }));
+  ).then((results) => ({ procs, results }));
 }
 
 async function runOnce(users: number, instances: number) {
@@ -173,13 +172,21 @@ async function runOnce(users: number, instances: number) {
       throw new Error('the stack wrote no state');
     }
     const redisUrl = state.redis.url;
+    // Sign-ins first (at most ~100 a second, a crowd of first launches), then the questions from askFrom:
+    // every figure but the sign-ins' counts from there.
+    const startAt = Date.now() + 2000;
+    const rampMs = Number(env.RAMP_S ?? Math.max(10, Math.ceil(users / 100))) * 1000;
+    const askFrom = startAt + rampMs;
+    const work = runWorkers(state.publicUrl, users, tmp, startAt, rampMs);
+    work.catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, askFrom - Date.now()));
     const before = await probeInstances(state);
     const redisBefore = await commandStats(redisUrl);
     const simBefore = simulator.stats().requests;
     // Sampled every second: the upstream's trailing minute, the instances' CPU.
     const quota: (QuotaPoint & { calls: number; tokens: number })[] = [];
     const cpuSamples: { t: number; cpu: Record<string, number> }[] = [];
-    let runStart = Date.now() + 2000;
+    const runStart = askFrom;
     const sampler = setInterval(() => {
       const now = Date.now();
       const window = simulator.stats().calls.filter((call) => call.status === 200 && call.at > now - 60_000);
@@ -197,9 +204,7 @@ async function runOnce(users: number, instances: number) {
         cpu: Object.fromEntries(before.map((probe) => [probe.id, cpuSeconds(probe.pid) ?? 0])),
       });
     }, 1000);
-    const work = runWorkers(state.publicUrl, users, tmp);
-    const { procs, startAt, results } = await work;
-    runStart = startAt;
+    const { procs, results } = await work;
     clearInterval(sampler);
     const after = await probeInstances(state);
     const redisAfter = await commandStats(redisUrl);
@@ -297,6 +302,7 @@ async function runOnce(users: number, instances: number) {
         limits: LIMITS,
         users,
         instances,
+        signInRampS: rampMs / 1000,
         durationS: DURATION_S,
         drainS: DRAIN_S,
         upstreamLatencyMs: LATENCY_MS,
@@ -316,6 +322,7 @@ async function runOnce(users: number, instances: number) {
       signIns: {
         ok: loadgen.reduce((sum, summary) => sum + summary.signIns, 0),
         failed: signInFailures,
+        retried: loadgen.reduce((sum, summary) => sum + summary.signInRetries, 0),
         failedByCode: loadgen.reduce<Record<string, number>>((all, summary) => {
           for (const [code, count] of Object.entries(summary.signInFailures)) {
             all[code] = (all[code] ?? 0) + count;
@@ -446,7 +453,7 @@ Machine: ${f.machine.cpus} × ${f.machine.model}, shared with everything (stack,
 
 ## Sign-ins and questions
 
-Sign-ins: ${f.signIns.ok} ok, ${f.signIns.failed} failed${
+Sign-ins (over the first ${f.config.signInRampS} s, before the questions): ${f.signIns.ok} ok, ${f.signIns.retried} attempts retried, ${f.signIns.failed} failed after 3 attempts${
     f.signIns.failed > 0
       ? ` (${Object.entries(f.signIns.failedByCode)
           .map(([k, v]) => `${k}: ${v}`)
