@@ -181,6 +181,12 @@ async function runOnce(users: number, instances: number) {
     work.catch(() => undefined);
     await new Promise((resolve) => setTimeout(resolve, askFrom - Date.now()));
     const before = await probeInstances(state);
+    // The rest of the machine's share of the work: Caddy, Redis, PostgreSQL, this process (the simulator).
+    const others = { caddy: state.caddy?.pid, redis: state.redis.pid, postgres: state.postgres?.pid };
+    const othersBefore = Object.fromEntries(
+      Object.entries(others).map(([name, pid]) => [name, pid ? (cpuSeconds(pid) ?? 0) : 0]),
+    );
+    const selfBefore = process.cpuUsage();
     const redisBefore = await commandStats(redisUrl);
     const simBefore = simulator.stats().requests;
     // Sampled every second: the upstream's trailing minute, the instances' CPU.
@@ -207,6 +213,16 @@ async function runOnce(users: number, instances: number) {
     const { procs, results } = await work;
     clearInterval(sampler);
     const after = await probeInstances(state);
+    const selfCpu = process.cpuUsage(selfBefore);
+    const cpuByProcess: Record<string, number> = {
+      ...Object.fromEntries(
+        Object.entries(others).map(([name, pid]) => [
+          name,
+          round((pid ? (cpuSeconds(pid) ?? 0) : 0) - (othersBefore[name] ?? 0), 1),
+        ]),
+      ),
+      'simulator and this benchmark': round((selfCpu.user + selfCpu.system) / 1e6, 1),
+    };
     const redisAfter = await commandStats(redisUrl);
     const sim = simulator.stats();
     const records = results.flatMap((result) => result.records);
@@ -380,6 +396,12 @@ async function runOnce(users: number, instances: number) {
         demandUpstreamCallsPerMinute: round(users * questionsPerUserPerMinute * missShare, 1),
       },
       instances: perInstance,
+      cpuSecondsByProcess: {
+        ...Object.fromEntries(perInstance.map((i) => [i.id, i.cpuSeconds])),
+        ...cpuByProcess,
+        ...Object.fromEntries(results.map((r, index) => [`load generator ${index}`, r.summary.cpuSeconds])),
+        available: round(cpus().length * (DURATION_S + DRAIN_S), 0),
+      },
       http: {
         requests: httpRequests,
         perQuestion: records.length > 0 ? round(httpRequests / records.length, 2) : null,
@@ -540,6 +562,13 @@ Redis: ${f.redis.commands} commands, ${f.redis.perHttpRequest} per app request, 
     f.redis.top,
   )
     .map(([k, v]) => `${k} ${v}`)
+    .join(', ')}.
+
+CPU seconds by process over the questions (${f.config.durationS} s + ${f.config.drainS} s; the machine has ${f.cpuSecondsByProcess.available} in that time, shared with other work): ${Object.entries(
+    f.cpuSecondsByProcess,
+  )
+    .filter(([name]) => name !== 'available')
+    .map(([name, value]) => `${name} ${value}`)
     .join(', ')}.
 
 Load generator: ${f.loadGenerator
