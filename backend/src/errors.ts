@@ -9,7 +9,6 @@ export class AppError extends Error {
     readonly code: string,
     message: string,
     readonly headers: Readonly<Record<string, string>> = {},
-    readonly details?: unknown,
   ) {
     super(message);
     this.name = 'AppError';
@@ -18,8 +17,7 @@ export class AppError extends Error {
 
 export const invalidJson = () => new AppError(400, 'invalid_json', 'The request body is not valid JSON.');
 
-export const invalidRequest = (message: string, details?: unknown) =>
-  new AppError(400, 'invalid_request', message, {}, details);
+export const invalidRequest = (message: string) => new AppError(400, 'invalid_request', message);
 
 export const unauthorized = (message = 'Missing or invalid credentials.') =>
   new AppError(401, 'unauthorized', message, { 'WWW-Authenticate': 'Bearer' });
@@ -49,8 +47,6 @@ export const tooManyConcurrent = () =>
   new AppError(429, 'too_many_concurrent', 'Wait for your other answers to finish, then ask again.', {
     'Retry-After': '1',
   });
-
-export const forbidden = (message = 'Not allowed.') => new AppError(403, 'forbidden', message);
 
 export const notFound = (message = 'No such resource.') => new AppError(404, 'not_found', message);
 

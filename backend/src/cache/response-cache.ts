@@ -14,12 +14,6 @@ export interface CachedAnswer {
   createdAt: number;
 }
 
-export interface CacheStats {
-  hits: number;
-  misses: number;
-  hitRate: number;
-}
-
 /** A cache that never fails its caller: a backend error is a miss (get) or a no-op (set). */
 export interface ResponseCache {
   /** Several keys: the first one present wins, and the lookup counts once (a hit or a miss). */
@@ -30,20 +24,18 @@ export interface ResponseCache {
   owned(owner: string): Promise<CachedAnswer[]>;
   /** Deletes every answer stored from the owner's conversations; throws when Redis fails. */
   forgetOwner(owner: string): Promise<void>;
-  stats(): Promise<CacheStats>;
 }
 
-// Reads the first present entry of KEYS[4..] and counts the hit or miss, in total
-// and in the cluster-wide one-minute window (telemetry/stats-window.ts), in one round trip.
+// Reads the first present entry of KEYS[2..] and counts the hit or miss in the
+// cluster-wide one-minute window (KEYS[1], telemetry/stats-window.ts), in one round trip.
 const GET_AND_COUNT = redisScript(`
 local value = false
-for i = 4, #KEYS do
+for i = 2, #KEYS do
   value = redis.call('GET', KEYS[i])
   if value then break end
 end
-if value then redis.call('INCR', KEYS[1]) else redis.call('INCR', KEYS[2]) end
-redis.call('HINCRBY', KEYS[3], value and ARGV[1] or ARGV[2], 1)
-redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('HINCRBY', KEYS[1], value and ARGV[1] or ARGV[2], 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return value`);
 
 export interface RedisResponseCacheOptions {
@@ -58,8 +50,6 @@ export interface RedisResponseCacheOptions {
 export function createRedisResponseCache(options: RedisResponseCacheOptions): ResponseCache {
   const { redis, prefix, ttlSeconds, metrics, tracker } = options;
   const entryKey = (key: string) => `${prefix}cache:v1:${key}`;
-  const hitsKey = `${prefix}stats:cache:hits`;
-  const missesKey = `${prefix}stats:cache:misses`;
   // The keys of the answers stored from one user's conversations, for account deletion.
   const ownerKey = (owner: string) => `${prefix}cache:owner:${owner}`;
 
@@ -69,7 +59,7 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
       try {
         const raw = (await GET_AND_COUNT.run(
           redis,
-          [hitsKey, missesKey, windowKey(prefix, currentSecond()), ...entries],
+          [windowKey(prefix, currentSecond()), ...entries],
           [FIELD.cacheHits, FIELD.cacheMisses, BUCKET_TTL_SECONDS],
         )) as string | null;
         tracker.succeeded();
@@ -115,15 +105,6 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
     async forgetOwner(owner) {
       const keys = await redis.smembers(ownerKey(owner));
       await redis.del(ownerKey(owner), ...keys.map(entryKey));
-    },
-
-    async stats() {
-      const [hits, misses] = (await redis.mget(hitsKey, missesKey)).map((value) => Number(value ?? 0)) as [
-        number,
-        number,
-      ];
-      const total = hits + misses;
-      return { hits, misses, hitRate: total === 0 ? 0 : hits / total };
     },
   };
 }

@@ -9,7 +9,6 @@ import type { Metrics } from './metrics.js';
 export interface DegradationTracker {
   failed(error: unknown): void;
   succeeded(): void;
-  readonly degraded: boolean;
 }
 
 export function createDegradationTracker(
@@ -34,9 +33,6 @@ export function createDegradationTracker(
         degraded = false;
         logger.info({ component, dependency }, `${component}: ${dependency} back, recovered`);
       }
-    },
-    get degraded() {
-      return degraded;
     },
   };
 }

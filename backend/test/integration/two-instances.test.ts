@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
-import { type ChatBody, type ErrorBody, postChat } from '../helpers/http-client.js';
+import { type ChatBody, type ErrorBody, postChat, request } from '../helpers/http-client.js';
 import { deleteTestPrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
 
 /**
@@ -56,8 +56,10 @@ describe('two instances sharing one Redis', () => {
     expect(simulator.stats().byStatus).toEqual({ 200: 1 });
 
     // Hit and miss counts live in Redis, so any instance reports the cluster's.
-    const [hits, misses] = await a.runtime.redis.mget(`${prefix}stats:cache:hits`, `${prefix}stats:cache:misses`);
-    expect([hits, misses]).toEqual(['1', '1']);
+    for (const backend of [a, b]) {
+      const stats = (await request(`${backend.url}/api/chat/stats`)).json as { cacheStats: unknown };
+      expect(stats.cacheStats).toMatchObject({ hits: 1, misses: 1 });
+    }
   });
 
   it('holds 5 requests per minute per caller across both instances', async () => {
