@@ -1,3 +1,5 @@
+import type { UpstreamError } from './llm/upstream-error.js';
+
 /**
  * The catalogue of errors a client can see. Each has an HTTP status and a
  * stable snake_case code the app can switch on; anything else thrown is
@@ -100,3 +102,26 @@ export const idempotencyKeyReused = () =>
   );
 
 export const internalError = () => new AppError(500, 'internal_error', 'Something went wrong on our side.');
+
+const DEFAULT_RETRY_AFTER_SECONDS = 5;
+
+/** How an upstream failure is told to the client: 502/503/504 with a stable code, never provider detail. */
+export function upstreamToAppError(error: UpstreamError): AppError {
+  const retryAfterSeconds = Math.max(1, Math.ceil((error.retryAfterMs ?? DEFAULT_RETRY_AFTER_SECONDS * 1000) / 1000));
+  switch (error.kind) {
+    case 'timeout':
+      return upstreamTimeout();
+    case 'rate_limited':
+      return upstreamRateLimited(retryAfterSeconds);
+    case 'unavailable':
+      return error.status === undefined
+        ? upstreamUnavailable(undefined, retryAfterSeconds)
+        : upstreamError('The AI coach answered with an error. Please try again.');
+    case 'rejected':
+      return new AppError(502, 'upstream_rejected', 'The AI coach could not handle this request.');
+    case 'misconfigured':
+      return new AppError(502, 'upstream_misconfigured', 'The AI coach is misconfigured; we have been notified.');
+    case 'interrupted':
+      return new AppError(502, 'upstream_interrupted', 'The answer was cut off. Please ask again.');
+  }
+}

@@ -3,7 +3,7 @@ import type { CachedAnswer, ResponseCache } from '../cache/response-cache.js';
 import { budgetExhausted, tooManyConcurrent } from '../errors.js';
 import { estimateTokens } from '../llm/quota-governor.js';
 import type { RequestCoalescer } from '../llm/request-coalescer.js';
-import type { ChatMessage, Completion, CompletionRequest, GenerationParams, TokenUsage } from '../llm/types.js';
+import type { ChatMessage, CompletionGateway, GenerationParams, TokenUsage } from '../llm/types.js';
 import { UpstreamError } from '../llm/upstream-error.js';
 import type { CallerRef } from '../redis/caller-key.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -32,24 +32,6 @@ export interface Generation {
   params?: GenerationParams;
   /** Names the system prompt (the coach's version), or the gateway's pass-through; part of the cache key. */
   promptVersion: string;
-}
-
-export interface CompletionTarget {
-  provider: string;
-  model: string;
-}
-
-/**
- * Whatever answers a completion: a single provider, or a gateway with
- * quota, retries and fallback in front of several. `target` names the
- * provider and model the answer is expected from, `alternates` the others
- * that may answer instead; each has its own cache namespace, so answers of
- * different models are never mixed up.
- */
-export interface CompletionGateway {
-  readonly target: CompletionTarget;
-  readonly alternates?: readonly CompletionTarget[];
-  complete(request: CompletionRequest): Promise<Completion>;
 }
 
 export interface ChatServiceOptions {

@@ -1,6 +1,6 @@
-import { AppError, internalError } from '../errors.js';
+import { AppError, internalError, upstreamToAppError } from '../errors.js';
+import { isUpstreamError } from '../llm/upstream-error.js';
 import type { AppContext, AppMiddleware } from './app-state.js';
-import { isUpstreamError, upstreamToAppError } from './upstream-errors.js';
 
 /**
  * Renders every error as `{error: {code, message}, requestId}`. Unknown errors

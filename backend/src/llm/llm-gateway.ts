@@ -1,11 +1,10 @@
-import type { CompletionGateway } from '../chat/chat-service.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { type BreakerState, isCircuitOpenError, type ProviderBreaker } from './provider-breaker.js';
 import { createUsageEstimator, type QuotaGovernor, type UsageEstimator } from './quota-governor.js';
 import { type RetryPolicy, retryDelayMs } from './retry-policy.js';
 import { sleep } from './sleep.js';
-import type { Completion, CompletionRequest, LlmProvider } from './types.js';
+import type { Completion, CompletionGateway, CompletionRequest, LlmProvider } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 
 /** One provider with its own protections. */

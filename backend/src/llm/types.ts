@@ -68,3 +68,21 @@ export interface LlmProvider {
   readonly model: string;
   complete(request: CompletionRequest): Promise<Completion>;
 }
+
+export interface CompletionTarget {
+  provider: string;
+  model: string;
+}
+
+/**
+ * Whatever answers a completion: a single provider, or a gateway with
+ * quota, retries and fallback in front of several. `target` names the
+ * provider and model the answer is expected from, `alternates` the others
+ * that may answer instead; each has its own cache namespace, so answers of
+ * different models are never mixed up.
+ */
+export interface CompletionGateway {
+  readonly target: CompletionTarget;
+  readonly alternates?: readonly CompletionTarget[];
+  complete(request: CompletionRequest): Promise<Completion>;
+}

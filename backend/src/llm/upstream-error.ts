@@ -38,6 +38,10 @@ export class UpstreamError extends Error {
   }
 }
 
+export function isUpstreamError(error: unknown): error is UpstreamError {
+  return error instanceof UpstreamError;
+}
+
 /** Parses retry-after (seconds or an HTTP date) and retry-after-ms into milliseconds. */
 export function parseRetryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
   if (!headers) {

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { DelayedError, type Job, type Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ChatService } from '../chat/chat-service.js';
-import { isUpstreamError } from '../http/upstream-errors.js';
+import { isUpstreamError } from '../llm/upstream-error.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ChatJobData } from './chat-queue.js';

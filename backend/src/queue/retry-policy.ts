@@ -1,5 +1,5 @@
-import { AppError, internalError } from '../errors.js';
-import { isUpstreamError, upstreamToAppError } from '../http/upstream-errors.js';
+import { AppError, internalError, upstreamToAppError } from '../errors.js';
+import { isUpstreamError } from '../llm/upstream-error.js';
 import type { PublicError } from './job-ledger.js';
 
 /** Used when the upstream says "rate limited" without saying for how long. */

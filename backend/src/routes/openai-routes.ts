@@ -7,10 +7,10 @@ import {
   type GatewayRequest,
   type gatewayRequestSchema,
 } from '../chat/openai-request.js';
-import { AppError, internalError } from '../errors.js';
+import { AppError, internalError, upstreamToAppError } from '../errors.js';
 import type { AppContext, AppMiddleware, AppState } from '../http/app-state.js';
 import { eventStream } from '../http/event-stream.js';
-import { isUpstreamError, upstreamToAppError } from '../http/upstream-errors.js';
+import { isUpstreamError } from '../llm/upstream-error.js';
 import { callerRef } from '../redis/caller-key.js';
 import { type SafetyCheck, safetyAnswer } from '../safety/index.js';
 import type { Metrics } from '../telemetry/metrics.js';

@@ -7,8 +7,7 @@ import {
   RateLimitError,
 } from 'groq-sdk';
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../src/errors.js';
-import { upstreamToAppError } from '../../src/http/upstream-errors.js';
+import { AppError, upstreamToAppError } from '../../src/errors.js';
 import { toUpstreamError } from '../../src/llm/groq-provider.js';
 import {
   parseDurationMs,
