@@ -1,7 +1,6 @@
 import Groq, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'groq-sdk';
-import { estimateTokens } from './quota-governor.js';
 import { chatCompletionBody, sdkErrorToUpstream, toCompletion } from './sdk-mapping.js';
-import { readStream } from './stream-reader.js';
+import { streamCompletion } from './stream-reader.js';
 import type { Completion, CompletionRequest, LlmProvider } from './types.js';
 import { readRateLimitHeaders, type UpstreamError } from './upstream-error.js';
 
@@ -34,32 +33,6 @@ export function createGroqProvider(options: GroqProviderOptions): LlmProvider {
     timeout: options.timeoutMs,
   });
 
-  /** Groq reports the usage of a stream in the finishing chunk's x_groq. */
-  async function streamed(request: CompletionRequest, onDelta: (text: string) => void, timeout: number) {
-    const controller = new AbortController();
-    const abort = () => controller.abort();
-    request.signal?.addEventListener('abort', abort, { once: true });
-    try {
-      const { data, response } = await client.chat.completions
-        .create({ ...chatCompletionBody(options.model, request), stream: true }, { signal: controller.signal, timeout })
-        .withResponse();
-      const completion = await readStream(data, {
-        provider: name,
-        model: options.model,
-        onDelta,
-        abort,
-        idleTimeoutMs: timeout,
-        promptTokensEstimate: estimateTokens(request.messages, 0),
-        toUpstream: (error) => toUpstreamError(error, name),
-      });
-      return { ...completion, limits: readRateLimitHeaders(response.headers) };
-    } catch (error) {
-      throw toUpstreamError(error, name);
-    } finally {
-      request.signal?.removeEventListener('abort', abort);
-    }
-  }
-
   return {
     name,
     model: options.model,
@@ -67,7 +40,22 @@ export function createGroqProvider(options: GroqProviderOptions): LlmProvider {
       const timeout = Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs);
       const { onDelta } = request;
       if (onDelta) {
-        return streamed(request, onDelta, timeout);
+        // Groq reports a stream's usage in the finishing chunk's x_groq.
+        return streamCompletion(
+          { ...request, onDelta },
+          {
+            provider: name,
+            model: options.model,
+            idleTimeoutMs: timeout,
+            open: async (signal) => {
+              const { data, response } = await client.chat.completions
+                .create({ ...chatCompletionBody(options.model, request), stream: true }, { signal, timeout })
+                .withResponse();
+              return { chunks: data, limits: readRateLimitHeaders(response.headers) };
+            },
+            toUpstream: (error) => toUpstreamError(error, name),
+          },
+        );
       }
       try {
         const { data, response } = await client.chat.completions

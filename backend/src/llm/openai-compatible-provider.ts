@@ -1,7 +1,6 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
-import { estimateTokens } from './quota-governor.js';
 import { chatCompletionBody, sdkErrorToUpstream, toCompletion } from './sdk-mapping.js';
-import { readStream } from './stream-reader.js';
+import { streamCompletion } from './stream-reader.js';
 import type { Completion, CompletionRequest, LlmProvider } from './types.js';
 import type { UpstreamError } from './upstream-error.js';
 
@@ -41,32 +40,6 @@ export function createOpenAiCompatibleProvider(options: OpenAiCompatibleProvider
     timeout: options.timeoutMs,
   });
 
-  /** OpenAI-compatible servers report a stream's usage on a last chunk when asked (stream_options). */
-  async function streamed(request: CompletionRequest, onDelta: (text: string) => void, timeout: number) {
-    const controller = new AbortController();
-    const abort = () => controller.abort();
-    request.signal?.addEventListener('abort', abort, { once: true });
-    try {
-      const stream = await client.chat.completions.create(
-        { ...chatCompletionBody(options.model, request), stream: true, stream_options: { include_usage: true } },
-        { signal: controller.signal, timeout },
-      );
-      return await readStream(stream, {
-        provider: name,
-        model: options.model,
-        onDelta,
-        abort,
-        idleTimeoutMs: timeout,
-        promptTokensEstimate: estimateTokens(request.messages, 0),
-        toUpstream: (error) => toUpstreamErrorFromOpenAi(error, name),
-      });
-    } catch (error) {
-      throw toUpstreamErrorFromOpenAi(error, name);
-    } finally {
-      request.signal?.removeEventListener('abort', abort);
-    }
-  }
-
   return {
     name,
     model: options.model,
@@ -74,7 +47,26 @@ export function createOpenAiCompatibleProvider(options: OpenAiCompatibleProvider
       const timeout = Math.min(request.timeoutMs ?? options.timeoutMs, options.timeoutMs);
       const { onDelta } = request;
       if (onDelta) {
-        return streamed(request, onDelta, timeout);
+        // OpenAI-compatible servers report a stream's usage on a last chunk when asked (stream_options).
+        return streamCompletion(
+          { ...request, onDelta },
+          {
+            provider: name,
+            model: options.model,
+            idleTimeoutMs: timeout,
+            open: async (signal) => ({
+              chunks: await client.chat.completions.create(
+                {
+                  ...chatCompletionBody(options.model, request),
+                  stream: true,
+                  stream_options: { include_usage: true },
+                },
+                { signal, timeout },
+              ),
+            }),
+            toUpstream: (error) => toUpstreamErrorFromOpenAi(error, name),
+          },
+        );
       }
       try {
         const data = await client.chat.completions.create(chatCompletionBody(options.model, request), {

@@ -1,4 +1,5 @@
-import type { Completion } from './types.js';
+import { estimateTokens } from './quota-governor.js';
+import type { Completion, CompletionRequest, UpstreamLimits } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 
 /** The part of a chat.completion.chunk we read; groq-sdk and openai stream the same shape. */
@@ -108,4 +109,41 @@ export async function readStream(chunks: AsyncIterable<ChunkData>, reading: Stre
     },
     finishReason,
   };
+}
+
+/**
+ * One streamed call of an SDK: `open` starts it with our abort signal (the
+ * caller's, and ours for a stall), then the stream is read to its end. Any
+ * failure comes out as an UpstreamError (see readStream for which kind).
+ */
+export async function streamCompletion(
+  request: CompletionRequest & { onDelta: (text: string) => void },
+  options: {
+    provider: string;
+    model: string;
+    idleTimeoutMs: number;
+    open: (signal: AbortSignal) => Promise<{ chunks: AsyncIterable<ChunkData>; limits?: UpstreamLimits }>;
+    toUpstream: (error: unknown) => UpstreamError;
+  },
+): Promise<Completion> {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  request.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    const { chunks, limits } = await options.open(controller.signal);
+    const completion = await readStream(chunks, {
+      provider: options.provider,
+      model: options.model,
+      onDelta: request.onDelta,
+      abort,
+      idleTimeoutMs: options.idleTimeoutMs,
+      promptTokensEstimate: estimateTokens(request.messages, 0),
+      toUpstream: options.toUpstream,
+    });
+    return limits ? { ...completion, limits } : completion;
+  } catch (error) {
+    throw options.toUpstream(error);
+  } finally {
+    request.signal?.removeEventListener('abort', abort);
+  }
 }
