@@ -122,7 +122,16 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {'full', stats}
 local now = now_ms()
 local expires = now + tonumber(ARGV[4]) * 1000
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
-local priority = math.min(1 + redis.call('ZCARD', KEYS[6]), ${MAX_PRIORITY})
+-- 1 + the owner's jobs in line, but never ahead of one of their own still waiting:
+-- once some of theirs have started, the count alone would put a new message before older ones.
+local mine = redis.call('ZRANGE', KEYS[6], 0, -1)
+local highest = 0
+for _, id in ipairs(mine) do
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  local band = score and math.floor(tonumber(score) / PLACE_UNIT) or 0
+  if band <= ${MAX_PRIORITY} and band > highest then highest = band end
+end
+local priority = math.min(math.max(1 + #mine, highest), ${MAX_PRIORITY})
 redis.call('ZADD', KEYS[1], priority * PLACE_UNIT + arrival_place(KEYS[2], now), ARGV[1])
 redis.call('HSET', KEYS[3], 'owner', ARGV[2], 'state', 'waiting', 'enqueuedAt', now, 'priority', priority)
 redis.call('EXPIRE', KEYS[3], ARGV[4])

@@ -107,6 +107,25 @@ describe('queue: a fair share per caller, export and deletion', () => {
     );
   }
 
+  it("keeps one caller's own messages in the order they were sent, even once some of them have started", async () => {
+    const first: Enqueued[] = [];
+    for (let index = 0; index < 6; index += 1) {
+      first.push(await enqueue('user:c', `own order ${index} ${randomUUID()}`));
+    }
+    // Three have started (two finished): counting the owner's jobs alone would now put a new message ahead of
+    // their last one.
+    await waitFor(
+      async () => (await timeline(first.map(({ jobId }) => jobId))).filter((job) => job.startedAt > 0).length >= 3,
+      10_000,
+      'three of the jobs to start',
+    );
+    const later = await enqueue('user:c', `own order later ${randomUUID()}`);
+    const all = [...first, later].map(({ jobId }) => jobId);
+    await untilDone('user:c', all);
+    const started = (await timeline(all)).map((job) => job.startedAt);
+    expect(started).toEqual([...started].sort((x, y) => x - y));
+  });
+
   it("answers a light caller's first message before a heavy caller's fourth, at the places it reported", async () => {
     const heavy: Enqueued[] = [];
     for (let index = 0; index < 20; index += 1) {
