@@ -19,6 +19,7 @@ import type { AppState } from './http/app-state.js';
 import { rateLimit } from './http/rate-limit.js';
 import { createGroqProvider } from './llm/groq-provider.js';
 import { createUpstream } from './llm/upstream.js';
+import { withUpstreamUsage } from './llm/upstream-usage.js';
 import { startQueueRuntime } from './queue/queue-runtime.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
 import { watchRedisDurability } from './redis/redis-durability.js';
@@ -30,7 +31,6 @@ import { createDegradationTracker } from './telemetry/degradation.js';
 import { createErrorTracker } from './telemetry/error-tracking.js';
 import type { Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
-import { withUpstreamUsage } from './telemetry/upstream-usage.js';
 import { createTokenBudget } from './usage/token-budget.js';
 import { createUserConcurrency } from './usage/user-concurrency.js';
 

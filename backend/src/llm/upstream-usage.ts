@@ -1,5 +1,5 @@
-import type { LlmProvider } from '../llm/types.js';
-import type { ClusterStats } from './cluster-stats.js';
+import type { ClusterStats } from '../telemetry/cluster-stats.js';
+import type { LlmProvider } from './types.js';
 
 /**
  * Wraps one provider so that every answered call adds its tokens to the
