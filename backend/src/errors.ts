@@ -1,5 +1,3 @@
-import type { UpstreamError } from './llm/upstream-error.js';
-
 /**
  * The catalogue of errors a client can see. Each has an HTTP status and a
  * stable snake_case code the app can switch on; anything else thrown is
@@ -105,8 +103,18 @@ export const internalError = () => new AppError(500, 'internal_error', 'Somethin
 
 const DEFAULT_RETRY_AFTER_SECONDS = 5;
 
+/**
+ * An upstream failure as this catalogue maps it (llm's UpstreamError is one):
+ * declared here, so the leaf names the kinds and llm imports them, not the reverse.
+ */
+export interface UpstreamFailure {
+  readonly kind: 'timeout' | 'unavailable' | 'rate_limited' | 'rejected' | 'misconfigured' | 'interrupted';
+  readonly status?: number | undefined;
+  readonly retryAfterMs?: number | undefined;
+}
+
 /** How an upstream failure is told to the client: 502/503/504 with a stable code, never provider detail. */
-export function upstreamToAppError(error: UpstreamError): AppError {
+export function upstreamToAppError(error: UpstreamFailure): AppError {
   const retryAfterSeconds = Math.max(1, Math.ceil((error.retryAfterMs ?? DEFAULT_RETRY_AFTER_SECONDS * 1000) / 1000));
   switch (error.kind) {
     case 'timeout':

@@ -6,17 +6,12 @@
  * - interrupted: a stream failed (or its client left) after its first piece of
  *   text; neither a retry nor the fallback can take back what was sent
  */
+import type { UpstreamFailure } from '../errors.js';
 import type { UpstreamLimits } from './types.js';
 
-export type UpstreamErrorKind =
-  | 'timeout'
-  | 'unavailable'
-  | 'rate_limited'
-  | 'rejected'
-  | 'misconfigured'
-  | 'interrupted';
+export type UpstreamErrorKind = UpstreamFailure['kind'];
 
-export class UpstreamError extends Error {
+export class UpstreamError extends Error implements UpstreamFailure {
   constructor(
     readonly kind: UpstreamErrorKind,
     readonly provider: string,
