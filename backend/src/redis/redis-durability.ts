@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from 'pino';
 
 /**
  * What the Redis in use promises about queued jobs: BullMQ needs

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Logger } from '../telemetry/logger.js';
+import type { Logger } from 'pino';
 
 /**
  * Makes a write survive the loss of the primary before it is promised to a
