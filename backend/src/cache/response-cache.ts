@@ -28,15 +28,7 @@ export interface ResponseCache {
 
 // Reads the first present entry of KEYS[2..] and counts the hit or miss in the
 // cluster-wide one-minute window (KEYS[1], telemetry/stats-window.ts), in one round trip.
-const GET_AND_COUNT = redisScript(`
-local value = false
-for i = 2, #KEYS do
-  value = redis.call('GET', KEYS[i])
-  if value then break end
-end
-redis.call('HINCRBY', KEYS[1], value and ARGV[1] or ARGV[2], 1)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return value`);
+const GET_AND_COUNT = redisScript(new URL('./get-and-count.lua', import.meta.url));
 
 export interface RedisResponseCacheOptions {
   redis: Redis;

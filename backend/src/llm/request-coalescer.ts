@@ -47,15 +47,10 @@ const LOCK_CHECK_MS = 500;
 const DEFAULT_LOCK_TTL_MS = 3000;
 
 // Extends the lock only while this leader still owns it.
-const RENEW = redisScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`);
+const RENEW = redisScript(new URL('./coalesce-renew.lua', import.meta.url));
 
 // Deletes the lock only if this leader still owns it, then tells the followers.
-const FINISH = redisScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1`);
+const FINISH = redisScript(new URL('./coalesce-finish.lua', import.meta.url));
 
 export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoalescer {
   const { redis, subscriber, prefix, waitMs, metrics, tracker } = options;

@@ -1,22 +1,25 @@
-import { createHash } from 'node:crypto';
-
-/**
- * How a caller ("user:<id>" or "ip:<address>") is named inside Redis (job
- * owners, active users, per-user counters): the same from every instance, and
- * never the id itself, so a key listing shows no user id.
- */
-export function hashCaller(id: string): string {
-  return createHash('sha256').update(id).digest('hex').slice(0, 16);
-}
+import { createHmac } from 'node:crypto';
 
 /** A caller as the layers below HTTP see it: signed-in user or anonymous IP, by its Redis name. */
 export interface CallerRef {
   kind: 'user' | 'ip';
-  /** hashCaller(caller id). */
+  /** CallerKeys.hash(caller id). */
   key: string;
 }
 
-export const callerRef = (caller: { kind: 'user' | 'ip'; id: string }): CallerRef => ({
-  kind: caller.kind,
-  key: hashCaller(caller.id),
-});
+/**
+ * How a caller ("user:<id>" or "ip:<address>") is named inside Redis: job
+ * owners, active users, per-user counters, rate-limit and token-version keys.
+ * An HMAC, never the id itself nor a plain hash of it (an IPv4 address's plain
+ * hash is reversed by trying all 2^32); the same on every instance that shares
+ * the key, so any of them finds a caller's keys (deleting an account too).
+ */
+export interface CallerKeys {
+  hash(callerId: string): string;
+  ref(caller: { kind: 'user' | 'ip'; id: string }): CallerRef;
+}
+
+export function callerKeys(key: string | Uint8Array): CallerKeys {
+  const hash = (callerId: string) => createHmac('sha256', key).update(callerId).digest('hex').slice(0, 16);
+  return { hash, ref: (caller) => ({ kind: caller.kind, key: hash(caller.id) }) };
+}

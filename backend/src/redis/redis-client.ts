@@ -1,6 +1,6 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../telemetry/logger.js';
-import { type RedisTarget, redisTarget } from './redis-target.js';
+import { type RedisEndpoint, type RedisTarget, redisTarget } from './redis-target.js';
 
 export type { Redis };
 
@@ -24,16 +24,8 @@ export type RedisClientOptions = ({ url: string } | { target: RedisTarget }) & {
  */
 export function createRedisClient(options: RedisClientOptions): Redis {
   const log = options.logger.child({ component: 'redis', connection: options.connectionName });
-  const target = 'target' in options ? options.target : redisTarget({ REDIS_URL: options.url });
-  const common: RedisOptions = {
-    ...target,
-    connectionName: options.connectionName,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 2000),
-    // A primary demoted under us (failover, or a partition healed) answers writes with READONLY:
-    // reconnect, which asks the sentinels for the current primary; the queue role resends the command.
-    reconnectOnError: (error) => (error.message.startsWith('READONLY') ? (options.role === 'queue' ? 2 : 1) : false),
-    lazyConnect: false,
-  };
+  const { clusterNodes, ...server } = 'target' in options ? options.target : redisTarget({ REDIS_URL: options.url });
+  const retryStrategy = (attempt: number) => Math.min(100 * 2 ** Math.min(attempt, 6), 2000);
   const roleOptions: RedisOptions =
     options.role === 'queue'
       ? { maxRetriesPerRequest: null, enableOfflineQueue: true }
@@ -43,7 +35,19 @@ export function createRedisClient(options: RedisClientOptions): Redis {
           commandTimeout: options.commandTimeoutMs,
           connectTimeout: 2000,
         };
-  const client = new Redis({ ...common, ...roleOptions });
+  const client = clusterNodes
+    ? clusterClient(clusterNodes, server, options.connectionName, roleOptions, retryStrategy)
+    : new Redis({
+        ...server,
+        connectionName: options.connectionName,
+        retryStrategy,
+        // A primary demoted under us (failover, or a partition healed) answers writes with READONLY:
+        // reconnect, which asks the sentinels for the current primary; the queue role resends the command.
+        reconnectOnError: (error) =>
+          error.message.startsWith('READONLY') ? (options.role === 'queue' ? 2 : 1) : false,
+        lazyConnect: false,
+        ...roleOptions,
+      });
 
   // Log a state change once, not every reconnect attempt. ioredis emits
   // 'reconnecting' only when a connection drops unexpectedly (not on quit), and
@@ -64,6 +68,41 @@ export function createRedisClient(options: RedisClientOptions): Redis {
     }
   });
   return client;
+}
+
+/**
+ * ioredis' Cluster client: it routes each command to the master of its key's
+ * slot and follows MOVED/ASK. The role's options apply on every node; whether
+ * commands wait for a topology (offline queue) is the cluster's own option.
+ *
+ * Returned as the `Redis` type every module takes: Cluster answers the same
+ * commands, pipelines, transactions, scripts and pub/sub. What it lacks are
+ * per-server calls (SCAN streams over the whole keyspace, SELECT), which no
+ * module makes; code that must reach every master asks `isCluster` first.
+ */
+function clusterClient(
+  nodes: readonly RedisEndpoint[],
+  server: Omit<RedisTarget, 'clusterNodes'>,
+  connectionName: string,
+  roleOptions: RedisOptions,
+  retryStrategy: (attempt: number) => number,
+): Redis {
+  const { enableOfflineQueue, ...nodeOptions } = roleOptions;
+  const cluster = new Cluster(
+    nodes.map((node) => ({ ...node })),
+    {
+      redisOptions: {
+        username: server.username,
+        password: server.password,
+        tls: server.tls,
+        connectionName,
+        ...nodeOptions,
+      },
+      enableOfflineQueue,
+      clusterRetryStrategy: retryStrategy,
+    },
+  );
+  return cluster as unknown as Redis;
 }
 
 /** Resolves once the client is ready, or after timeoutMs (the caller degrades). */

@@ -10,20 +10,22 @@ export interface RedisEndpoint {
 export interface RedisTargetSettings {
   REDIS_URL: string;
   REDIS_SENTINELS?: readonly RedisEndpoint[] | undefined;
+  REDIS_CLUSTER_NODES?: readonly RedisEndpoint[] | undefined;
   REDIS_SENTINEL_NAME?: string | undefined;
   REDIS_PASSWORD?: string | undefined;
   REDIS_TLS_CA_FILE?: string | undefined;
 }
 
 /**
- * Where every connection of a process goes: one server, or the primary that
+ * Where every connection of a process goes: one server, the primary that
  * Sentinel names (ioredis asks the sentinels again after each disconnect, and
- * listens for their failover announcements). Built once per process, so the
- * API, queue and subscriber connections, and BullMQ's duplicates of them, all
- * follow the same primary.
+ * listens for their failover announcements), or a Redis Cluster reached
+ * through any of its nodes (`clusterNodes`; the other fields then apply to
+ * every node). Built once per process, so the API, queue and subscriber
+ * connections, and BullMQ's duplicates of them, all follow the same primary.
  */
 export type RedisTarget = Readonly<
-  Pick<
+  { clusterNodes?: readonly RedisEndpoint[] } & Pick<
     RedisOptions,
     | 'host'
     | 'port'
@@ -69,6 +71,10 @@ export function redisTarget(settings: RedisTargetSettings): RedisTarget {
     db: Number(url.pathname.slice(1) || 0),
     tls,
   };
+  if (settings.REDIS_CLUSTER_NODES) {
+    // A cluster has database 0 only; the nodes give their own addresses for the rest of the topology.
+    return { ...credentials, db: 0, clusterNodes: settings.REDIS_CLUSTER_NODES.map((endpoint) => ({ ...endpoint })) };
+  }
   if (!settings.REDIS_SENTINELS) {
     return {
       ...credentials,
@@ -90,6 +96,9 @@ export function redisTarget(settings: RedisTargetSettings): RedisTarget {
 
 /** For logs: where Redis is, without credentials. */
 export function describeRedisTarget(target: RedisTarget): string {
+  if (target.clusterNodes) {
+    return `cluster via ${target.clusterNodes.map((node) => `${node.host}:${node.port}`).join(',')}${target.tls ? ' (tls)' : ''}`;
+  }
   if (target.sentinels) {
     return `sentinel ${target.name} via ${target.sentinels.map((s) => `${s.host}:${s.port}`).join(',')}`;
   }

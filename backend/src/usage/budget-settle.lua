@@ -1,0 +1,10 @@
+--! keys: 3
+local settled_key, held, leases = KEYS[1], KEYS[2], KEYS[3]
+local id, actual = ARGV[1], tonumber(ARGV[2])
+if redis.call('HDEL', held, id) == 0 then return 0 end
+redis.call('ZREM', leases, id)
+if actual > 0 then
+  redis.call('INCRBY', settled_key, actual)
+  redis.call('PEXPIRE', settled_key, tonumber(ARGV[3]))
+end
+return 1
