@@ -126,6 +126,8 @@ const configSchema = z.object({
   GROQ_RPD: integer(14_400, 0),
   GROQ_TPD: integer(500_000, 0),
   QUOTA_MAX_WAIT_MS: integer(5000, 0, 600_000),
+  // The "minute" of every upstream's per-minute limits. A test/simulator knob: a short window lets a test of a full minute run in seconds.
+  QUOTA_WINDOW_MS: integer(60_000, 1000, 3_600_000),
   FALLBACK_BASE_URL: httpUrl.optional(),
   FALLBACK_API_KEY: optionalString,
   FALLBACK_MODEL: optionalString,

@@ -1,7 +1,13 @@
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { type BreakerState, isCircuitOpenError, type ProviderBreaker } from './provider-breaker.js';
-import { createUsageEstimator, type QuotaGovernor, type UsageEstimator } from './quota-governor.js';
+import {
+  type CallContext,
+  createUsageEstimator,
+  type QuotaGovernor,
+  type SettleOutcome,
+  type UsageEstimator,
+} from './quota-governor.js';
 import { type RetryPolicy, retryDelayMs } from './retry-policy.js';
 import { sleep } from './sleep.js';
 import type { Completion, CompletionGateway, CompletionRequest, LlmProvider } from './types.js';
@@ -24,6 +30,8 @@ export interface LlmGatewayOptions {
   defaultQuotaWaitMs: number;
   metrics: Metrics;
   logger: Logger;
+  /** The in-process clock (deadlines, the retry budget); Date.now by default. */
+  now?: () => number;
 }
 
 export interface LlmGateway extends CompletionGateway {
@@ -36,6 +44,35 @@ type FallbackReason = 'quota' | 'circuit_open' | 'error';
 type Failure = { ok: false; reason: FallbackReason | 'rejected'; error: UpstreamError };
 
 type RouteOutcome = { ok: true; completion: Completion } | Failure;
+
+/** What one call to the provider came to. */
+type CallResult =
+  | { kind: 'completed'; completion: Completion }
+  /** The circuit opened before the call: it was never sent. */
+  | { kind: 'circuit_open' }
+  | { kind: 'failed'; error: UpstreamError };
+
+/** What the gateway shares with each step. */
+interface Gateway {
+  options: LlmGatewayOptions;
+  now: () => number;
+  estimators: Map<GatewayRoute, UsageEstimator>;
+}
+
+/** One request on one route: its quota estimate and its retry budget. */
+interface RouteRun {
+  route: GatewayRoute;
+  request: CompletionRequest;
+  context: CallContext;
+  labels: { provider: string; model: string };
+  estimator: UsageEstimator;
+  estimate: number;
+  /**
+   * The retry budget (calls and backoff) starts with the first granted reservation: a
+   * quota wait longer than the budget must not leave the call itself MIN_CALL_MS.
+   */
+  budgetEnd: number | undefined;
+}
 
 /** No call is started with less time than this left in the retry budget. */
 const MIN_CALL_MS = 1000;
@@ -52,173 +89,224 @@ const MIN_CALL_MS = 1000;
  *    when quota is what is missing, so a queued job is delayed, not failed.
  */
 export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
-  const { primary, fallback, retry, metrics } = options;
-  const estimators = new Map<GatewayRoute, UsageEstimator>(
-    [primary, ...(fallback ? [fallback] : [])].map((route) => [route, route.estimator ?? createUsageEstimator()]),
-  );
-
-  async function attempt(
-    route: GatewayRoute,
-    request: CompletionRequest,
-    quotaDeadline: number,
-  ): Promise<RouteOutcome> {
-    const { provider, quota, breaker } = route;
-    const context = { signal: request.signal, log: request.log };
-    const labels = { provider: provider.name, model: provider.model };
-    const estimator = estimators.get(route) ?? createUsageEstimator();
-    const estimate = estimator.estimate(request.messages, request.maxTokens);
-    // The retry budget (calls and backoff) starts with the first granted reservation: a
-    // quota wait longer than the budget must not leave the call itself MIN_CALL_MS.
-    let budgetEnd: number | undefined;
-    const exhausted = (error: UpstreamError): Failure => ({
-      ok: false,
-      reason: error.kind === 'rate_limited' ? 'quota' : 'error',
-      error,
-    });
-
-    for (let attemptNo = 1; ; attemptNo += 1) {
-      if (breaker.skipping) {
-        return circuitOpen(route);
-      }
-      const reservation = await quota.reserve(estimate, quotaDeadline, context);
-      if (!reservation.granted) {
-        const error = new UpstreamError(
-          'rate_limited',
-          provider.name,
-          `upstream quota spent (${reservation.reason})`,
-          undefined,
-          reservation.retryAfterMs,
-        );
-        return { ok: false, reason: 'quota', error };
-      }
-
-      // Checked again with no await before execute(): a caller that passed the first check
-      // while the circuit was cooling down must not queue behind (then repeat) the probe.
-      if (breaker.skipping) {
-        await quota.settle(reservation.id, { kind: 'unused' }, context);
-        return circuitOpen(route);
-      }
-      budgetEnd ??= Date.now() + retry.budgetMs;
-      const started = performance.now();
-      try {
-        const timeoutMs = Math.max(MIN_CALL_MS, budgetEnd - Date.now());
-        const completion = await breaker.execute(() => provider.complete({ ...request, timeoutMs }));
-        const { promptTokens, completionTokens } = completion.usage;
-        estimator.learn(request.messages, completion.usage);
-        metrics.upstreamCalls.inc({ ...labels, outcome: 'success' });
-        metrics.upstreamDuration.observe(labels, (performance.now() - started) / 1000);
-        metrics.upstreamTokens.inc({ ...labels, kind: 'prompt' }, promptTokens);
-        metrics.upstreamTokens.inc({ ...labels, kind: 'completion' }, completionTokens);
-        await quota.settle(
-          reservation.id,
-          { kind: 'counted', tokens: promptTokens + completionTokens, limits: completion.limits },
-          context,
-        );
-        return { ok: true, completion };
-      } catch (caught) {
-        if (isCircuitOpenError(caught)) {
-          await quota.settle(reservation.id, { kind: 'unused' }, context);
-          return circuitOpen(route);
-        }
-        const error =
-          caught instanceof UpstreamError
-            ? caught
-            : new UpstreamError('unavailable', provider.name, 'unexpected upstream failure');
-        metrics.upstreamCalls.inc({ ...labels, outcome: error.kind });
-        metrics.upstreamDuration.observe(labels, (performance.now() - started) / 1000);
-        await quota.settle(
-          reservation.id,
-          error.kind === 'rate_limited'
-            ? { kind: 'refused', tokens: estimate, retryAfterMs: error.retryAfterMs, limits: error.limits }
-            : // A timed-out call probably ran to the end upstream; a cut stream spent what it sent; an error answer nothing.
-              { kind: 'counted', tokens: error.kind === 'timeout' ? estimate : (error.spentTokens ?? 0) },
-          context,
-        );
-        if (!error.retryable) {
-          // Neither a request the provider refused nor a stream already half sent is the fallback's to redo.
-          const final = error.kind === 'rejected' || error.kind === 'interrupted';
-          return { ok: false, reason: final ? 'rejected' : 'error', error };
-        }
-        // After a 429 the next reservation waits out the pause it set, within the quota wait.
-        const delayMs = error.kind === 'rate_limited' ? 0 : retryDelayMs(attemptNo, retry, error.retryAfterMs);
-        if (attemptNo >= retry.maxAttempts || Date.now() + delayMs + MIN_CALL_MS > budgetEnd) {
-          return exhausted(error);
-        }
-        metrics.upstreamRetries.inc({ provider: provider.name });
-        logFor(request).info(
-          { provider: provider.name, attempt: attemptNo, delayMs, kind: error.kind },
-          'retrying upstream call',
-        );
-        await sleep(delayMs, request.signal);
-        if (request.signal?.aborted) {
-          return exhausted(error);
-        }
-      }
-    }
-  }
-
-  function logFor(request: CompletionRequest) {
-    return (request.log ?? options.logger).child({ component: 'llm-gateway' });
-  }
-
-  function circuitOpen(route: GatewayRoute): Failure {
-    const error = new UpstreamError(
-      'unavailable',
-      route.provider.name,
-      'circuit open',
-      undefined,
-      route.breaker.retryAfterMs() || undefined,
-    );
-    return { ok: false, reason: 'circuit_open', error };
-  }
-
-  /** The error of the last provider tried, except that quota trouble wins, with the soonest honest retry time. */
-  function finalError(last: Failure, earlier: readonly Failure[] = []): UpstreamError {
-    const quota = [...earlier, last].filter((failure) => failure.reason === 'quota');
-    if (quota.length > 0) {
-      const retryAfterMs = Math.min(...quota.map((outcome) => outcome.error.retryAfterMs ?? Number.POSITIVE_INFINITY));
-      return new UpstreamError(
-        'rate_limited',
-        primary.provider.name,
-        'every upstream is at capacity',
-        undefined,
-        Number.isFinite(retryAfterMs) ? retryAfterMs : undefined,
-      );
-    }
-    return last.error;
-  }
-
+  const { primary, fallback } = options;
+  const routes = fallback ? [primary, fallback] : [primary];
+  const gateway: Gateway = {
+    options,
+    now: options.now ?? Date.now,
+    estimators: new Map(routes.map((route) => [route, route.estimator ?? createUsageEstimator()])),
+  };
   return {
     target: { provider: primary.provider.name, model: primary.provider.model },
     alternates: fallback ? [{ provider: fallback.provider.name, model: fallback.provider.model }] : [],
-
-    async complete(request) {
-      const quotaDeadline = Date.now() + (request.maxQuotaWaitMs ?? options.defaultQuotaWaitMs);
-      const first = await attempt(primary, request, quotaDeadline);
-      if (first.ok) {
-        return first.completion;
-      }
-      if (!fallback || first.reason === 'rejected' || request.signal?.aborted) {
-        throw finalError(first);
-      }
-      metrics.fallbacks.inc({ reason: first.reason });
-      logFor(request).warn(
-        { from: primary.provider.name, to: fallback.provider.name, reason: first.reason, kind: first.error.kind },
-        'falling back to the fallback provider',
-      );
-      const second = await attempt(fallback, request, quotaDeadline);
-      if (second.ok) {
-        return second.completion;
-      }
-      throw finalError(second, [first]);
-    },
-
+    complete: (request) => complete(gateway, request),
     status() {
       const upstream: Record<string, { model: string; circuit: BreakerState }> = {};
-      for (const route of fallback ? [primary, fallback] : [primary]) {
+      for (const route of routes) {
         upstream[route.provider.name] = { model: route.provider.model, circuit: route.breaker.state };
       }
       return { upstream };
     },
   };
+}
+
+/** The primary, then (unless it rejected the request itself) the fallback. */
+async function complete(gateway: Gateway, request: CompletionRequest): Promise<Completion> {
+  const { primary, fallback, metrics } = gateway.options;
+  const quotaDeadline = gateway.now() + (request.maxQuotaWaitMs ?? gateway.options.defaultQuotaWaitMs);
+  const first = await attempt(gateway, primary, request, quotaDeadline);
+  if (first.ok) {
+    return first.completion;
+  }
+  if (!fallback || first.reason === 'rejected' || request.signal?.aborted) {
+    throw finalError(gateway, first);
+  }
+  metrics.fallbacks.inc({ reason: first.reason });
+  logFor(gateway, request).warn(
+    { from: primary.provider.name, to: fallback.provider.name, reason: first.reason, kind: first.error.kind },
+    'falling back to the fallback provider',
+  );
+  const second = await attempt(gateway, fallback, request, quotaDeadline);
+  if (second.ok) {
+    return second.completion;
+  }
+  throw finalError(gateway, second, [first]);
+}
+
+/** One route's loop: reserve, call, settle, then decide whether to try again. */
+async function attempt(
+  gateway: Gateway,
+  route: GatewayRoute,
+  request: CompletionRequest,
+  quotaDeadline: number,
+): Promise<RouteOutcome> {
+  const estimator = gateway.estimators.get(route) ?? createUsageEstimator();
+  const run: RouteRun = {
+    route,
+    request,
+    context: { signal: request.signal, log: request.log },
+    labels: { provider: route.provider.name, model: route.provider.model },
+    estimator,
+    estimate: estimator.estimate(request.messages, request.maxTokens),
+    budgetEnd: undefined,
+  };
+  for (let attemptNo = 1; ; attemptNo += 1) {
+    const reservation = await reserve(run, quotaDeadline);
+    if (!reservation.ok) {
+      return reservation;
+    }
+    const result = await call(gateway, run);
+    await settle(run, reservation.id, result);
+    if (result.kind === 'completed') {
+      return { ok: true, completion: result.completion };
+    }
+    if (result.kind === 'circuit_open') {
+      return circuitOpen(route);
+    }
+    const failure = await decide(gateway, run, result.error, attemptNo);
+    if (failure) {
+      return failure;
+    }
+  }
+}
+
+/** Quota for one call, unless the circuit is open or the quota has no room before the deadline. */
+async function reserve(run: RouteRun, quotaDeadline: number): Promise<{ ok: true; id: string | undefined } | Failure> {
+  const { provider, quota, breaker } = run.route;
+  if (breaker.skipping) {
+    return circuitOpen(run.route);
+  }
+  const reservation = await quota.reserve(run.estimate, quotaDeadline, run.context);
+  if (!reservation.granted) {
+    const error = new UpstreamError(
+      'rate_limited',
+      provider.name,
+      `upstream quota spent (${reservation.reason})`,
+      undefined,
+      reservation.retryAfterMs,
+    );
+    return { ok: false, reason: 'quota', error };
+  }
+  return { ok: true, id: reservation.id };
+}
+
+/** The provider's call through the breaker, within what is left of the retry budget, with its metrics. */
+async function call(gateway: Gateway, run: RouteRun): Promise<CallResult> {
+  const { provider, breaker } = run.route;
+  // Checked again with no await before execute() (here, not in reserve(): returning from it
+  // awaits): a caller that passed the first check while the circuit was cooling down must
+  // not queue behind (then repeat) the probe.
+  if (breaker.skipping) {
+    return { kind: 'circuit_open' };
+  }
+  const { metrics, retry } = gateway.options;
+  run.budgetEnd ??= gateway.now() + retry.budgetMs;
+  const timeoutMs = Math.max(MIN_CALL_MS, run.budgetEnd - gateway.now());
+  const started = performance.now();
+  try {
+    const completion = await breaker.execute(() => provider.complete({ ...run.request, timeoutMs }));
+    const { promptTokens, completionTokens } = completion.usage;
+    run.estimator.learn(run.request.messages, completion.usage);
+    metrics.upstreamCalls.inc({ ...run.labels, outcome: 'success' });
+    metrics.upstreamDuration.observe(run.labels, (performance.now() - started) / 1000);
+    metrics.upstreamTokens.inc({ ...run.labels, kind: 'prompt' }, promptTokens);
+    metrics.upstreamTokens.inc({ ...run.labels, kind: 'completion' }, completionTokens);
+    return { kind: 'completed', completion };
+  } catch (caught) {
+    if (isCircuitOpenError(caught)) {
+      return { kind: 'circuit_open' };
+    }
+    const error =
+      caught instanceof UpstreamError
+        ? caught
+        : new UpstreamError('unavailable', provider.name, 'unexpected upstream failure');
+    metrics.upstreamCalls.inc({ ...run.labels, outcome: error.kind });
+    metrics.upstreamDuration.observe(run.labels, (performance.now() - started) / 1000);
+    return { kind: 'failed', error };
+  }
+}
+
+/** The reservation, settled with what the call really spent. */
+async function settle(run: RouteRun, reservationId: string | undefined, result: CallResult): Promise<void> {
+  await run.route.quota.settle(reservationId, spent(run, result), run.context);
+}
+
+function spent(run: RouteRun, result: CallResult): SettleOutcome {
+  if (result.kind === 'completed') {
+    const { usage, limits } = result.completion;
+    return { kind: 'counted', tokens: usage.promptTokens + usage.completionTokens, limits };
+  }
+  if (result.kind === 'circuit_open') {
+    return { kind: 'unused' };
+  }
+  const { error } = result;
+  if (error.kind === 'rate_limited') {
+    return { kind: 'refused', tokens: run.estimate, retryAfterMs: error.retryAfterMs, limits: error.limits };
+  }
+  // A timed-out call probably ran to the end upstream; a cut stream spent what it sent; an error answer nothing.
+  return { kind: 'counted', tokens: error.kind === 'timeout' ? run.estimate : (error.spentTokens ?? 0) };
+}
+
+/** After a failed call: the route's final failure, or (after the backoff) undefined to try again. */
+async function decide(
+  gateway: Gateway,
+  run: RouteRun,
+  error: UpstreamError,
+  attemptNo: number,
+): Promise<Failure | undefined> {
+  if (!error.retryable) {
+    // Neither a request the provider refused nor a stream already half sent is the fallback's to redo.
+    const final = error.kind === 'rejected' || error.kind === 'interrupted';
+    return { ok: false, reason: final ? 'rejected' : 'error', error };
+  }
+  const { retry, metrics } = gateway.options;
+  // After a 429 the next reservation waits out the pause it set, within the quota wait.
+  const delayMs = error.kind === 'rate_limited' ? 0 : retryDelayMs(attemptNo, retry, error.retryAfterMs);
+  const budgetEnd = run.budgetEnd ?? gateway.now();
+  if (attemptNo >= retry.maxAttempts || gateway.now() + delayMs + MIN_CALL_MS > budgetEnd) {
+    return exhausted(error);
+  }
+  const provider = run.route.provider.name;
+  metrics.upstreamRetries.inc({ provider });
+  logFor(gateway, run.request).info(
+    { provider, attempt: attemptNo, delayMs, kind: error.kind },
+    'retrying upstream call',
+  );
+  await sleep(delayMs, run.request.signal);
+  return run.request.signal?.aborted ? exhausted(error) : undefined;
+}
+
+function exhausted(error: UpstreamError): Failure {
+  return { ok: false, reason: error.kind === 'rate_limited' ? 'quota' : 'error', error };
+}
+
+function logFor(gateway: Gateway, request: CompletionRequest) {
+  return (request.log ?? gateway.options.logger).child({ component: 'llm-gateway' });
+}
+
+function circuitOpen(route: GatewayRoute): Failure {
+  const error = new UpstreamError(
+    'unavailable',
+    route.provider.name,
+    'circuit open',
+    undefined,
+    route.breaker.retryAfterMs() || undefined,
+  );
+  return { ok: false, reason: 'circuit_open', error };
+}
+
+/** The error of the last provider tried, except that quota trouble wins, with the soonest honest retry time. */
+function finalError(gateway: Gateway, last: Failure, earlier: readonly Failure[] = []): UpstreamError {
+  const quota = [...earlier, last].filter((failure) => failure.reason === 'quota');
+  if (quota.length > 0) {
+    const retryAfterMs = Math.min(...quota.map((outcome) => outcome.error.retryAfterMs ?? Number.POSITIVE_INFINITY));
+    return new UpstreamError(
+      'rate_limited',
+      gateway.options.primary.provider.name,
+      'every upstream is at capacity',
+      undefined,
+      Number.isFinite(retryAfterMs) ? retryAfterMs : undefined,
+    );
+  }
+  return last.error;
 }

@@ -60,31 +60,31 @@ export interface QuotaGovernorOptions {
   metrics: Metrics;
   logger: Logger;
   tracker: DegradationTracker;
+  /** The upstream's "minute" (60 s; shorter in tests and simulations). */
+  windowMs?: number;
+  /** The in-process clock (day limits, waits); the window itself runs on Redis TIME. */
+  now?: () => number;
 }
 
-const MINUTE_MS = 60_000;
 /**
- * The window is a little longer than the upstream's minute: our clock (Redis)
+ * Our window is a little longer than the upstream's minute: our clock (Redis)
  * and the upstream's differ, and a call counts from when it completed, so a
  * full window never lets a 31st call into the upstream's sliding minute.
  */
-const WINDOW_MS = MINUTE_MS + 1000;
+const WINDOW_SLACK_MS = 1000;
 /** Polling interval while calls in flight hold estimates that will shrink when they settle. */
 const POLL_MS = 100;
-/** Limits learned from the upstream expire, so the governor climbs back when the other client stops. */
-const LEARNED_LIMIT_TTL_MS = 2 * MINUTE_MS;
 /** When a 429 comes without retry-after. */
 const DEFAULT_PAUSE_MS = 2000;
 
 const dayIndex = (now: number) => Math.floor(now / 86_400_000);
 
-export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGovernor {
-  const { redis, provider, limits, metrics, tracker } = options;
-  const ownLog = options.logger;
-  const logFor = (context: CallContext | undefined) => (context?.log ?? ownLog).child({ component: 'quota', provider });
-  // One hash tag per provider keeps every key of a script in one cluster slot.
-  const base = `${options.prefix}quota:{${provider}}:`;
-  const keys = {
+type TryReserveReply = { granted: boolean; waitMs: number; reason: string };
+
+/** The Redis keys of one provider's budget. One hash tag per provider keeps every key of a script in one cluster slot. */
+function quotaKeys(prefix: string, provider: string) {
+  const base = `${prefix}quota:{${provider}}:`;
+  return {
     log: `${base}log`,
     tokens: `${base}tokens`,
     sum: `${base}sum`,
@@ -97,184 +97,261 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
     dayRequests: (day: number) => `${base}day:${day}:requests`,
     dayTokens: (day: number) => `${base}day:${day}:tokens`,
   };
-  // While Redis is down the governor lets calls through (the upstream's 429s and
-  // the fallback still protect us) but remembers 429 pauses in memory.
-  let localPauseUntil = 0;
+}
 
-  function recordGauges(reply: unknown[]) {
-    const [remainingRequests, remainingTokens, rpm, tpm] = reply.slice(3, 7).map(Number) as [
-      number,
-      number,
-      number,
-      number,
-    ];
-    if (rpm >= 0) {
-      metrics.quotaRemainingRequests.set({ provider }, remainingRequests);
-      metrics.quotaLimitRequests.set({ provider }, rpm);
-    }
-    if (tpm >= 0) {
-      metrics.quotaRemainingTokens.set({ provider }, remainingTokens);
-      metrics.quotaLimitTokens.set({ provider }, tpm);
-    }
-  }
+/** What every step of one governor shares. */
+interface Governor {
+  options: QuotaGovernorOptions;
+  keys: ReturnType<typeof quotaKeys>;
+  /** Our window: the upstream's plus WINDOW_SLACK_MS. */
+  windowMs: number;
+  /** Limits learned from the upstream expire, so the governor climbs back when the other client stops. */
+  learnedTtlMs: number;
+  now: () => number;
+  /**
+   * While Redis is down the governor lets calls through (the upstream's 429s and
+   * the fallback still protect us) but remembers 429 pauses in memory.
+   */
+  localPauseUntil: number;
+  logFor(context: CallContext | undefined): Logger;
+}
 
-  async function tryReserve(id: string, tokens: number): Promise<{ granted: boolean; waitMs: number; reason: string }> {
-    const day = dayIndex(Date.now());
-    const reply = (await RESERVE.run(
-      redis,
-      [
-        keys.log,
-        keys.tokens,
-        keys.sum,
-        keys.inflight,
-        keys.shadow,
-        keys.pause,
-        keys.learnedRpm,
-        keys.learnedTpm,
-        keys.learnedRpd,
-        keys.dayRequests(day),
-        keys.dayTokens(day),
-      ],
-      [
-        id,
-        tokens,
-        limits.requestsPerMinute,
-        limits.tokensPerMinute,
-        limits.requestsPerDay,
-        limits.tokensPerDay,
-        WINDOW_MS,
-        options.callTimeoutMs * 2,
-        POLL_MS,
-      ],
-    )) as unknown[];
-    recordGauges(reply);
-    return { granted: reply[0] === 1, waitMs: Number(reply[1]), reason: String(reply[2]) };
-  }
+export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGovernor {
+  const upstreamWindowMs = options.windowMs ?? 60_000;
+  const governor: Governor = {
+    options,
+    keys: quotaKeys(options.prefix, options.provider),
+    windowMs: upstreamWindowMs + WINDOW_SLACK_MS,
+    learnedTtlMs: 2 * upstreamWindowMs,
+    now: options.now ?? Date.now,
+    localPauseUntil: 0,
+    logFor: (context) => (context?.log ?? options.logger).child({ component: 'quota', provider: options.provider }),
+  };
+  return {
+    provider: options.provider,
+    reserve: (tokens, deadline, context) => reserve(governor, tokens, deadline, context),
+    settle: (reservationId, outcome, context) => settle(governor, reservationId, outcome, context),
+  };
+}
 
-  async function reserve(tokens: number, deadline: number, context?: CallContext): Promise<ReserveResult> {
-    const signal = context?.signal;
-    const id = randomUUID();
-    const started = Date.now();
-    let waited = false;
-    const finish = (result: ReserveResult): ReserveResult => {
-      if (waited) {
-        metrics.quotaWaits.inc({ provider });
-        metrics.quotaWaitSeconds.observe(result.waitedMs / 1000);
-        logFor(context).info(
-          { waitedMs: result.waitedMs, granted: result.granted, reason: result.granted ? undefined : result.reason },
-          result.granted ? 'waited for upstream quota' : 'waited for upstream quota in vain',
-        );
-      }
-      return result;
-    };
-    for (;;) {
-      let attempt: { granted: boolean; waitMs: number; reason: string };
-      try {
-        attempt = await tryReserve(id, tokens);
-        tracker.succeeded();
-      } catch (error) {
-        tracker.failed(error);
-        const pausedFor = localPauseUntil - Date.now();
-        return pausedFor > 0
-          ? { granted: false, reason: 'paused', retryAfterMs: pausedFor, waitedMs: Date.now() - started }
-          : { granted: true, id: undefined, waitedMs: Date.now() - started };
-      }
-      const elapsed = Date.now() - started;
-      if (attempt.granted) {
-        return finish({ granted: true, id, waitedMs: elapsed });
-      }
-      const left = deadline - Date.now();
-      if (attempt.waitMs > left || signal?.aborted) {
-        return finish({
-          granted: false,
-          reason: attempt.reason as QuotaRefusalReason,
-          retryAfterMs: attempt.waitMs,
-          waitedMs: elapsed,
-        });
-      }
-      waited = true;
-      // Jitter spreads the instances that wake for the same expiring slot.
-      const jitter = Math.random() * Math.min(250, attempt.waitMs * 0.2);
-      await sleep(Math.min(left, attempt.waitMs + jitter), signal);
-    }
-  }
-
-  async function settle(
-    reservationId: string | undefined,
-    outcome: SettleOutcome,
-    context?: CallContext,
-  ): Promise<void> {
-    const now = Date.now();
-    const day = dayIndex(now);
-    if (outcome.kind === 'refused') {
-      localPauseUntil = Math.max(localPauseUntil, now + (outcome.retryAfterMs ?? DEFAULT_PAUSE_MS));
-    }
-    if (reservationId === undefined) {
-      return;
-    }
+/** Waits for room (sleeping until the soonest slot, with jitter) until the deadline, the signal or a refusal. */
+async function reserve(
+  governor: Governor,
+  tokens: number,
+  deadline: number,
+  context?: CallContext,
+): Promise<ReserveResult> {
+  const { now } = governor;
+  const signal = context?.signal;
+  const id = randomUUID();
+  const started = now();
+  let waited = false;
+  for (;;) {
+    let attempt: TryReserveReply;
     try {
-      if (outcome.kind === 'counted') {
-        await runSettle(reservationId, day, { mode: 'used', tokens: Math.max(0, Math.round(outcome.tokens)) });
-      } else if (outcome.kind === 'unused') {
-        await runSettle(reservationId, day, { mode: 'release' });
-      } else {
-        // A 429 whose headers show tokens to spare: the requests limit is lower than we think.
-        const remainingTokens = outcome.limits?.remainingTokens;
-        const requestsBound = remainingTokens !== undefined && remainingTokens >= outcome.tokens;
-        const pauseMs = outcome.retryAfterMs ?? DEFAULT_PAUSE_MS;
-        await runSettle(reservationId, day, { mode: 'release', pauseMs, learnRequests: requestsBound });
-        logFor(context).warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
-      }
-      if (outcome.kind !== 'unused' && outcome.limits) {
-        await observe(outcome.limits, day);
-      }
-      tracker.succeeded();
+      attempt = await tryReserve(governor, id, tokens);
+      governor.options.tracker.succeeded();
     } catch (error) {
-      tracker.failed(error);
+      governor.options.tracker.failed(error);
+      return reserveWithoutRedis(governor, started);
     }
+    const elapsed = now() - started;
+    if (attempt.granted) {
+      return reported(governor, waited, context, { granted: true, id, waitedMs: elapsed });
+    }
+    const left = deadline - now();
+    if (attempt.waitMs > left || signal?.aborted) {
+      const reason = attempt.reason as QuotaRefusalReason;
+      const refused = { granted: false as const, reason, retryAfterMs: attempt.waitMs, waitedMs: elapsed };
+      return reported(governor, waited, context, refused);
+    }
+    waited = true;
+    // Jitter spreads the instances that wake for the same expiring slot.
+    const jitter = Math.random() * Math.min(250, attempt.waitMs * 0.2);
+    await sleep(Math.min(left, attempt.waitMs + jitter), signal);
   }
+}
 
-  /** The SETTLE script: 'used' with the real tokens, or 'release' (nothing spent; maybe a pause to share). */
-  async function runSettle(
-    id: string,
-    day: number,
-    how: { mode: 'used' | 'release'; tokens?: number; pauseMs?: number; learnRequests?: boolean },
-  ): Promise<void> {
-    await SETTLE.run(
-      redis,
-      [
-        keys.log,
-        keys.tokens,
-        keys.sum,
-        keys.inflight,
-        keys.pause,
-        keys.learnedRpm,
-        keys.dayRequests(day),
-        keys.dayTokens(day),
-      ],
-      [id, how.mode, how.tokens ?? 0, how.pauseMs ?? 0, how.learnRequests ? 1 : 0, LEARNED_LIMIT_TTL_MS, WINDOW_MS],
-    );
+/** Redis is unreachable: let the call through unless a 429 paused this instance. */
+function reserveWithoutRedis(governor: Governor, started: number): ReserveResult {
+  const at = governor.now();
+  const pausedFor = governor.localPauseUntil - at;
+  return pausedFor > 0
+    ? { granted: false, reason: 'paused', retryAfterMs: pausedFor, waitedMs: at - started }
+    : { granted: true, id: undefined, waitedMs: at - started };
+}
+
+/** A reservation that had to wait is counted and logged (granted or not). */
+function reported(
+  governor: Governor,
+  waited: boolean,
+  context: CallContext | undefined,
+  result: ReserveResult,
+): ReserveResult {
+  if (waited) {
+    const { metrics, provider } = governor.options;
+    metrics.quotaWaits.inc({ provider });
+    metrics.quotaWaitSeconds.observe(result.waitedMs / 1000);
+    governor
+      .logFor(context)
+      .info(
+        { waitedMs: result.waitedMs, granted: result.granted, reason: result.granted ? undefined : result.reason },
+        result.granted ? 'waited for upstream quota' : 'waited for upstream quota in vain',
+      );
   }
+  return result;
+}
 
-  async function observe(seen: UpstreamLimits, day: number): Promise<void> {
-    const orAbsent = (value: number | undefined) => (value === undefined ? -1 : value);
-    await OBSERVE.run(
-      redis,
-      [keys.sum, keys.shadow, keys.learnedTpm, keys.learnedRpd, keys.dayRequests(day)],
-      [
-        limits.tokensPerMinute,
-        limits.requestsPerDay,
-        orAbsent(seen.limitTokens),
-        orAbsent(seen.remainingTokens),
-        orAbsent(seen.resetTokensMs),
-        orAbsent(seen.limitRequests),
-        orAbsent(seen.remainingRequests),
-        LEARNED_LIMIT_TTL_MS,
-      ],
-    );
+/** One RESERVE script run: granted, or how long until room and which limit is binding. */
+async function tryReserve(governor: Governor, id: string, tokens: number): Promise<TryReserveReply> {
+  const { keys, options } = governor;
+  const { limits } = options;
+  const day = dayIndex(governor.now());
+  const reply = (await RESERVE.run(
+    options.redis,
+    [
+      keys.log,
+      keys.tokens,
+      keys.sum,
+      keys.inflight,
+      keys.shadow,
+      keys.pause,
+      keys.learnedRpm,
+      keys.learnedTpm,
+      keys.learnedRpd,
+      keys.dayRequests(day),
+      keys.dayTokens(day),
+    ],
+    [
+      id,
+      tokens,
+      limits.requestsPerMinute,
+      limits.tokensPerMinute,
+      limits.requestsPerDay,
+      limits.tokensPerDay,
+      governor.windowMs,
+      options.callTimeoutMs * 2,
+      POLL_MS,
+    ],
+  )) as unknown[];
+  recordGauges(governor, reply);
+  return { granted: reply[0] === 1, waitMs: Number(reply[1]), reason: String(reply[2]) };
+}
+
+function recordGauges(governor: Governor, reply: unknown[]) {
+  const { metrics, provider } = governor.options;
+  const [remainingRequests, remainingTokens, rpm, tpm] = reply.slice(3, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  if (rpm >= 0) {
+    metrics.quotaRemainingRequests.set({ provider }, remainingRequests);
+    metrics.quotaLimitRequests.set({ provider }, rpm);
   }
+  if (tpm >= 0) {
+    metrics.quotaRemainingTokens.set({ provider }, remainingTokens);
+    metrics.quotaLimitTokens.set({ provider }, tpm);
+  }
+}
 
-  return { provider, reserve, settle };
+async function settle(
+  governor: Governor,
+  reservationId: string | undefined,
+  outcome: SettleOutcome,
+  context?: CallContext,
+): Promise<void> {
+  const now = governor.now();
+  const day = dayIndex(now);
+  if (outcome.kind === 'refused') {
+    governor.localPauseUntil = Math.max(governor.localPauseUntil, now + (outcome.retryAfterMs ?? DEFAULT_PAUSE_MS));
+  }
+  if (reservationId === undefined) {
+    return;
+  }
+  try {
+    if (outcome.kind === 'counted') {
+      await runSettle(governor, reservationId, day, { mode: 'used', tokens: Math.max(0, Math.round(outcome.tokens)) });
+    } else if (outcome.kind === 'unused') {
+      await runSettle(governor, reservationId, day, { mode: 'release' });
+    } else {
+      await settleRefused(governor, reservationId, day, outcome, context);
+    }
+    if (outcome.kind !== 'unused' && outcome.limits) {
+      await observe(governor, outcome.limits, day);
+    }
+    governor.options.tracker.succeeded();
+  } catch (error) {
+    governor.options.tracker.failed(error);
+  }
+}
+
+/** A 429: nothing spent, every instance pauses; with tokens to spare in its headers, the requests limit is lower than we think. */
+async function settleRefused(
+  governor: Governor,
+  id: string,
+  day: number,
+  outcome: Extract<SettleOutcome, { kind: 'refused' }>,
+  context: CallContext | undefined,
+): Promise<void> {
+  const remainingTokens = outcome.limits?.remainingTokens;
+  const requestsBound = remainingTokens !== undefined && remainingTokens >= outcome.tokens;
+  const pauseMs = outcome.retryAfterMs ?? DEFAULT_PAUSE_MS;
+  await runSettle(governor, id, day, { mode: 'release', pauseMs, learnRequests: requestsBound });
+  governor.logFor(context).warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
+}
+
+/** The SETTLE script: 'used' with the real tokens, or 'release' (nothing spent; maybe a pause to share). */
+async function runSettle(
+  governor: Governor,
+  id: string,
+  day: number,
+  how: { mode: 'used' | 'release'; tokens?: number; pauseMs?: number; learnRequests?: boolean },
+): Promise<void> {
+  const { keys } = governor;
+  await SETTLE.run(
+    governor.options.redis,
+    [
+      keys.log,
+      keys.tokens,
+      keys.sum,
+      keys.inflight,
+      keys.pause,
+      keys.learnedRpm,
+      keys.dayRequests(day),
+      keys.dayTokens(day),
+    ],
+    [
+      id,
+      how.mode,
+      how.tokens ?? 0,
+      how.pauseMs ?? 0,
+      how.learnRequests ? 1 : 0,
+      governor.learnedTtlMs,
+      governor.windowMs,
+    ],
+  );
+}
+
+/** The OBSERVE script: what the upstream's headers say of its limits and of what remains. */
+async function observe(governor: Governor, seen: UpstreamLimits, day: number): Promise<void> {
+  const { keys, options } = governor;
+  const orAbsent = (value: number | undefined) => (value === undefined ? -1 : value);
+  await OBSERVE.run(
+    options.redis,
+    [keys.sum, keys.shadow, keys.learnedTpm, keys.learnedRpd, keys.dayRequests(day)],
+    [
+      options.limits.tokensPerMinute,
+      options.limits.requestsPerDay,
+      orAbsent(seen.limitTokens),
+      orAbsent(seen.remainingTokens),
+      orAbsent(seen.resetTokensMs),
+      orAbsent(seen.limitRequests),
+      orAbsent(seen.remainingRequests),
+      governor.learnedTtlMs,
+    ],
+  );
 }
 
 /**

@@ -24,6 +24,8 @@ export interface UpstreamOptions {
   logger: Logger;
   /** Decorates each provider (e.g. usage accounting); identity by default. */
   wrapProvider?: (provider: LlmProvider) => LlmProvider;
+  /** The in-process clock of the quotas and the gateway; Date.now by default. */
+  now?: () => number;
 }
 
 export interface Upstream {
@@ -48,6 +50,8 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         provider: provider.name,
         limits,
         callTimeoutMs: timeoutMs,
+        windowMs: config.QUOTA_WINDOW_MS,
+        now: options.now,
         metrics,
         logger,
         tracker: createDegradationTracker(`quota-${provider.name}`, logger, metrics),
@@ -113,6 +117,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     defaultQuotaWaitMs: config.QUOTA_MAX_WAIT_MS,
     metrics,
     logger,
+    now: options.now,
   });
 
   // Subscribed connections wait for Redis (offline queue) and resubscribe after a reconnect.

@@ -55,6 +55,7 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   GROQ_MAX_TOKENS: 'default',
   GROQ_TEMPERATURE: 'default',
   QUOTA_MAX_WAIT_MS: 'default',
+  QUOTA_WINDOW_MS: "default: the providers' minute (a test/simulator knob)",
   FALLBACK_BASE_URL: 'no fallback unless the operator adds one (README)',
   FALLBACK_MODEL: 'only with FALLBACK_BASE_URL',
   FALLBACK_TIMEOUT_MS: 'only with FALLBACK_BASE_URL',
