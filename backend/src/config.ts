@@ -32,6 +32,19 @@ const optionalString = z
   .transform((value) => (value === '' ? undefined : value))
   .optional();
 
+/** "host:port,host:port" (Sentinels, cluster nodes), parsed; unset when empty. */
+const redisEndpoints = optionalString.transform((value, ctx) => {
+  if (value === undefined) {
+    return undefined;
+  }
+  try {
+    return parseRedisEndpoints(value);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
 const httpUrl = z.url({ protocol: /^https?$/ });
 
 function readable(file: string): boolean {
@@ -89,17 +102,9 @@ const configSchema = z.object({
     .default('focus:'),
   REDIS_COMMAND_TIMEOUT_MS: integer(500, 20, 30_000),
   /** Sentinels (host:port list): connect to the primary they name instead of REDIS_URL's host. */
-  REDIS_SENTINELS: optionalString.transform((value, ctx) => {
-    if (value === undefined) {
-      return undefined;
-    }
-    try {
-      return parseRedisEndpoints(value);
-    } catch (error) {
-      ctx.addIssue({ code: 'custom', message: (error as Error).message });
-      return z.NEVER;
-    }
-  }),
+  REDIS_SENTINELS: redisEndpoints,
+  /** Redis Cluster nodes (host:port list, a few of them are enough): the Cluster client instead of REDIS_URL's host. */
+  REDIS_CLUSTER_NODES: redisEndpoints,
   REDIS_SENTINEL_NAME: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits and ._- only')
@@ -293,6 +298,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An external provider's tokens are only as safe as the issuer and audience they are checked against.
   if (data?.AUTH_JWKS_URL && (!data.AUTH_ISSUER || !data.AUTH_AUDIENCE)) {
     problems.push('AUTH_JWKS_URL: needs AUTH_ISSUER and AUTH_AUDIENCE too');
+  }
+  if (data?.REDIS_CLUSTER_NODES && data.REDIS_SENTINELS) {
+    problems.push('REDIS_CLUSTER_NODES: a Redis Cluster has no Sentinels; set one of REDIS_CLUSTER_NODES, REDIS_SENTINELS');
+  }
+  if (data?.REDIS_CLUSTER_NODES && !/^\/?0?$/.test(new URL(data.REDIS_URL).pathname)) {
+    problems.push('REDIS_CLUSTER_NODES: a Redis Cluster has database 0 only; drop the database from REDIS_URL');
   }
   if (data?.REDIS_TLS_CA_FILE && !data.REDIS_URL.startsWith('rediss:')) {
     problems.push('REDIS_TLS_CA_FILE: needs a rediss:// REDIS_URL');

@@ -47,6 +47,7 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   REDIS_COMMAND_TIMEOUT_MS: 'default 500 ms',
   REDIS_SENTINELS: 'a managed Redis gives one primary endpoint (REDIS_URL); set it for a Sentinel chart',
   REDIS_SENTINEL_NAME: 'only with REDIS_SENTINELS',
+  REDIS_CLUSTER_NODES: 'set it when the managed Redis runs in cluster mode (its configuration endpoint)',
   REDIS_TLS_CA_FILE: "system CAs verify a managed Redis' certificate; mount a CA for a private one",
   REDIS_WAIT_REPLICAS: 'default 1: admission waits for one replica, as managed Redis has',
   REDIS_WAIT_TIMEOUT_MS: 'default 200 ms, under REDIS_COMMAND_TIMEOUT_MS',
