@@ -300,7 +300,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push('AUTH_JWKS_URL: needs AUTH_ISSUER and AUTH_AUDIENCE too');
   }
   if (data?.REDIS_CLUSTER_NODES && data.REDIS_SENTINELS) {
-    problems.push('REDIS_CLUSTER_NODES: a Redis Cluster has no Sentinels; set one of REDIS_CLUSTER_NODES, REDIS_SENTINELS');
+    problems.push(
+      'REDIS_CLUSTER_NODES: a Redis Cluster has no Sentinels; set one of REDIS_CLUSTER_NODES, REDIS_SENTINELS',
+    );
   }
   if (data?.REDIS_CLUSTER_NODES && !/^\/?0?$/.test(new URL(data.REDIS_URL).pathname)) {
     problems.push('REDIS_CLUSTER_NODES: a Redis Cluster has database 0 only; drop the database from REDIS_URL');
