@@ -18,6 +18,7 @@ import { requestContext, routeTemplate } from './http/request-context.js';
 import { safetyGuard } from './http/safety-guard.js';
 import { validateBody } from './http/validate.js';
 import type { ChatQueue } from './queue/chat-queue.js';
+import type { CallerKeys } from './redis/caller-key.js';
 import { type AccountRoutesOptions, accountRoutes } from './routes/account-routes.js';
 import { chatRoutes } from './routes/chat-routes.js';
 import { healthRoutes, type Lifecycle } from './routes/health-routes.js';
@@ -44,6 +45,8 @@ export interface AppDependencies {
   chatRateLimit: CallerRateLimit;
   usage: AccountRoutesOptions['usage'];
   redis: Redis;
+  /** How callers are named in Redis (keyed with LOG_CALLER_SALT), the same for every part of the process. */
+  callerKeys: CallerKeys;
   logger: Logger;
   metrics: Metrics;
   /** The chat service (cache, then the LLM), shared with the queue worker. */
@@ -67,7 +70,7 @@ const GATEWAY_MAX_MESSAGES = 200;
 
 /** Composes the HTTP app; the middleware order below is the request path of DESIGN.md. */
 export function createApp(deps: AppDependencies): Koa<AppState> {
-  const { config, redis, logger, metrics, chat, lifecycle, clusterStats } = deps;
+  const { config, redis, callerKeys, logger, metrics, chat, lifecycle, clusterStats } = deps;
   const authenticateCaller = authenticate({
     authenticator: deps.authenticator,
     required: config.AUTH_REQUIRED,
@@ -130,8 +133,8 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
     ...(config.ROLE === 'worker'
       ? []
       : [
-          chatRoutes({ chat, guard: chatGuard }),
-          streamRoutes({ chat, guard: chatGuard, heartbeatMs: config.STREAM_HEARTBEAT_MS, metrics }),
+          chatRoutes({ chat, guard: chatGuard, callerKeys }),
+          streamRoutes({ chat, guard: chatGuard, heartbeatMs: config.STREAM_HEARTBEAT_MS, metrics, callerKeys }),
           openAiRoutes({
             chat,
             guard: [authenticateCaller, deps.chatRateLimit.middleware],
@@ -148,6 +151,7 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
             heartbeatMs: config.STREAM_HEARTBEAT_MS,
             metrics,
             safety: config.SAFETY_ON_GATEWAY ? deps.safety : undefined,
+            callerKeys,
           }),
           queueRoutes({
             queue: deps.queue,
@@ -163,6 +167,7 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
               perHour: config.SIGNUPS_PER_IP_PER_HOUR,
               metrics,
               tracker: createDegradationTracker('signup-limit', logger, metrics),
+              callerKeys,
             }),
             usage: deps.usage,
           }),

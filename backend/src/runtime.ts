@@ -21,6 +21,7 @@ import { createGroqProvider } from './llm/groq-provider.js';
 import { createUpstream } from './llm/upstream.js';
 import { withUpstreamUsage } from './llm/upstream-usage.js';
 import { startQueueRuntime } from './queue/queue-runtime.js';
+import { type CallerKeys, callerKeys as createCallerKeys } from './redis/caller-key.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
 import { watchRedisDurability } from './redis/redis-durability.js';
 import { describeRedisTarget, redisTarget } from './redis/redis-target.js';
@@ -43,6 +44,8 @@ export interface Runtime {
   readonly app: Koa<AppState>;
   readonly server: Server;
   readonly redis: Redis;
+  /** How this process names callers in Redis (tests look their keys up with it). */
+  readonly callerKeys: CallerKeys;
   readonly metrics: Metrics;
   readonly lifecycle: { draining: boolean };
   /** The bundled simulator, when no GROQ_BASE_URL/GROQ_API_KEY was given. */
@@ -52,8 +55,20 @@ export interface Runtime {
   shutdown(): Promise<void>;
 }
 
+/**
+ * Without LOG_CALLER_SALT, callers are named in Redis under this built-in key:
+ * every instance still agrees (a job posted on one is polled on another), but
+ * whoever reads this code can reverse an IPv4 address's name; production sets
+ * the salt (the Kubernetes base requires it).
+ */
+const BUILT_IN_CALLER_KEY = 'focus-backend: LOG_CALLER_SALT unset';
+
 export async function createRuntime(config: Config, logger: Logger): Promise<Runtime> {
   const metrics = createMetrics();
+  const callerKeys = createCallerKeys(config.LOG_CALLER_SALT ?? BUILT_IN_CALLER_KEY);
+  if (config.LOG_CALLER_SALT === undefined) {
+    logger.warn('LOG_CALLER_SALT is not set: callers are named in Redis under a built-in key; set it in production');
+  }
   // One target for every connection of the process (Sentinel, password, TLS).
   const target = redisTarget(config);
   const redis = createRedisClient({
@@ -71,6 +86,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     prefix: config.REDIS_PREFIX,
     activeUserWindowSeconds: config.ACTIVE_USER_WINDOW_SECONDS,
     tracker: createDegradationTracker('cluster-stats', logger, metrics),
+    callerKeys,
   });
   registerActiveUsersGauge({
     registry: metrics.registry,
@@ -117,6 +133,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     prefix: config.REDIS_PREFIX,
     redisTracker: createDegradationTracker('auth', logger, metrics),
     postgresTracker,
+    callerKeys,
   });
   const budget = createTokenBudget({
     redis,
@@ -137,6 +154,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     pointsPerMinute: { ip: config.MAX_REQUESTS_PER_MINUTE, user: config.USER_REQUESTS_PER_MINUTE },
     metrics,
     tracker: createDegradationTracker('rate-limit', logger, metrics),
+    callerKeys,
   });
 
   const upstream = createUpstream({
@@ -166,7 +184,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     maxTokens: config.GROQ_MAX_TOKENS,
     temperature: config.GROQ_TEMPERATURE,
   });
-  const queue = startQueueRuntime({ config, redis, redisTarget: target, chat, metrics, logger });
+  const queue = startQueueRuntime({ config, redis, redisTarget: target, chat, metrics, logger, callerKeys });
   // The rules always; SAFETY_MODEL as a second opinion through the Groq adapter, outside the quota (SAFETY.md).
   const safety = createSafetyCheck({
     languages: LANGUAGES,
@@ -216,7 +234,14 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       forget: (user) => cache.forgetOwner(user.caller.key),
     },
   ];
-  const accounts = createAccountService({ users, deviceTokens, authenticator, holders, tracker: postgresTracker });
+  const accounts = createAccountService({
+    users,
+    deviceTokens,
+    authenticator,
+    holders,
+    tracker: postgresTracker,
+    callerKeys,
+  });
 
   const lifecycle = { draining: false };
   const errorTracker = await createErrorTracker({
@@ -231,8 +256,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     authenticator,
     accounts,
     chatRateLimit,
-    usage: (userId) => usage(userRef(userId)),
+    usage: (userId) => usage(userRef(callerKeys, userId)),
     redis,
+    callerKeys,
     logger,
     metrics,
     chat,
@@ -295,6 +321,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     app,
     server,
     redis,
+    callerKeys,
     metrics,
     lifecycle,
     simulator,

@@ -5,6 +5,7 @@ import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createDeviceTokens } from '../../src/auth/device-tokens.js';
 import { createDatabase, migrate } from '../../src/db/database.js';
 import { createUserStore } from '../../src/db/user-store.js';
+import { callerKeys } from '../../src/redis/caller-key.js';
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
@@ -67,6 +68,7 @@ runScenario(async () => {
       prefix,
       redisTracker: createDegradationTracker('bench', logger, metrics),
       postgresTracker: createDegradationTracker('bench', logger, metrics, 'postgres'),
+      callerKeys: callerKeys('bench key'),
     });
     const user = await users.createDevice();
     const { token } = await deviceTokens.mint({ userId: user.id, version: user.tokenVersion });

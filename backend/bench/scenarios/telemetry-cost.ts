@@ -26,6 +26,7 @@ import type { AppState } from '../../src/http/app-state.js';
 import { clientIdentity, parseTrustedProxies } from '../../src/http/client-identity.js';
 import { recordClusterStats } from '../../src/http/record-cluster-stats.js';
 import { requestContext } from '../../src/http/request-context.js';
+import { callerKeys } from '../../src/redis/caller-key.js';
 import { registerActiveUsersGauge } from '../../src/telemetry/active-users-gauge.js';
 import { type ClusterStats, createClusterStats } from '../../src/telemetry/cluster-stats.js';
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
@@ -178,6 +179,7 @@ runScenario(async () => {
       prefix,
       activeUserWindowSeconds: 300,
       tracker: createDegradationTracker('cluster-stats', logger, metrics),
+      callerKeys: callerKeys('bench key'),
     });
     registerActiveUsersGauge({ registry: metrics.registry, count: () => stats.activeUsers(), timeoutMs: 500 });
     const cacheKey = 'bench-answer';

@@ -2,7 +2,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { DeviceTokens } from '../auth/device-tokens.js';
 import type { UserStore } from '../db/user-store.js';
 import { serviceUnavailable } from '../errors.js';
-import { type CallerRef, hashCaller } from '../redis/caller-key.js';
+import type { CallerKeys, CallerRef } from '../redis/caller-key.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 
 /**
@@ -38,9 +38,10 @@ export interface AccountService {
   delete(userId: string): Promise<void>;
 }
 
-export const userRef = (userId: string): UserRef => {
+/** A user as the holders see them, named in Redis by `callerKeys`. */
+export const userRef = (callerKeys: CallerKeys, userId: string): UserRef => {
   const callerId = `user:${userId}`;
-  return { userId, callerId, caller: { kind: 'user', key: hashCaller(callerId) } };
+  return { userId, callerId, caller: callerKeys.ref({ kind: 'user', id: callerId }) };
 };
 
 const UNAVAILABLE = 'Accounts are unavailable right now. Please try again shortly.';
@@ -51,8 +52,9 @@ export function createAccountService(options: {
   authenticator: Authenticator;
   holders: readonly UserDataHolder[];
   tracker: DegradationTracker;
+  callerKeys: CallerKeys;
 }): AccountService {
-  const { users, deviceTokens, authenticator, holders, tracker } = options;
+  const { users, deviceTokens, authenticator, holders, tracker, callerKeys } = options;
 
   /** PostgreSQL trouble is a 503 with Retry-After, logged once per outage. */
   async function database<T>(step: () => Promise<T>): Promise<T> {
@@ -85,7 +87,7 @@ export function createAccountService(options: {
     account,
 
     async export(userId) {
-      const user = userRef(userId);
+      const user = userRef(callerKeys, userId);
       const sections: Record<string, unknown> = { account: await account(userId) };
       for (const holder of holders) {
         if (holder.export) {
@@ -99,7 +101,7 @@ export function createAccountService(options: {
       const identities = await database(() => users.externalIdentities(userId));
       // The account first: from then on no instance accepts the user's tokens (see the authenticator).
       await database(() => users.delete(userId));
-      const user = userRef(userId);
+      const user = userRef(callerKeys, userId);
       try {
         await authenticator.forget(userId, identities);
         for (const holder of holders) {

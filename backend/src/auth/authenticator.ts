@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import type { UserStore } from '../db/user-store.js';
-import { hashCaller } from '../redis/caller-key.js';
+import type { CallerKeys } from '../redis/caller-key.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import { DEVICE_TOKEN_ISSUER, type DeviceTokens, InvalidTokenError, joseReason } from './device-tokens.js';
 
@@ -37,6 +37,8 @@ export interface AuthenticatorOptions {
   prefix: string;
   redisTracker: DegradationTracker;
   postgresTracker: DegradationTracker;
+  /** A user's token version is kept under their Redis name, never their id. */
+  callerKeys: CallerKeys;
   now?: () => number;
 }
 
@@ -54,7 +56,7 @@ export const externalIdentityHash = (issuer: string, subject: string) =>
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
   const { deviceTokens, users, redis, prefix, redisTracker, postgresTracker } = options;
   const now = options.now ?? Date.now;
-  const versionKey = (userId: string) => `${prefix}auth:ver:${hashCaller(`user:${userId}`)}`;
+  const versionKey = (userId: string) => `${prefix}auth:ver:${options.callerKeys.hash(`user:${userId}`)}`;
   const externalKey = (identityHash: string) => `${prefix}auth:ext:${identityHash}`;
   const gone = new Map<string, number>();
   // jose fetches the provider's keys once, caches them and refetches only on an unknown key id (with a cooldown).

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { rateLimited } from '../errors.js';
-import { hashCaller } from '../redis/caller-key.js';
+import type { CallerKeys } from '../redis/caller-key.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { AppMiddleware, Caller } from './app-state.js';
@@ -13,6 +13,8 @@ export interface RateLimitOptions {
   pointsPerMinute: { ip: number; user: number };
   metrics: Metrics;
   tracker: DegradationTracker;
+  /** The counters are keyed by the caller's Redis name, never its id. */
+  callerKeys: CallerKeys;
 }
 
 export interface CallerRateLimit {
@@ -75,16 +77,16 @@ export function rateLimit(options: RateLimitOptions): CallerRateLimit {
       tracker,
     });
   const limiters = { ip: limiter('ip'), user: limiter('user') };
-  const consume = (caller: Caller) => limiters[caller.kind].consume(hashCaller(caller.id));
+  const consume = (caller: Caller) => limiters[caller.kind].consume(options.callerKeys.hash(caller.id));
 
   return {
     middleware: limitByCaller((caller) => options.pointsPerMinute[caller.kind], consume, metrics),
     async used(caller) {
-      const result = await limiters[caller.kind].shared.get(hashCaller(caller.id)).catch(() => null);
+      const result = await limiters[caller.kind].shared.get(options.callerKeys.hash(caller.id)).catch(() => null);
       return result?.consumedPoints ?? 0;
     },
     async forget(caller) {
-      await limiters[caller.kind].shared.delete(hashCaller(caller.id));
+      await limiters[caller.kind].shared.delete(options.callerKeys.hash(caller.id));
     },
   };
 }
@@ -96,6 +98,7 @@ export function signupRateLimit(options: {
   perHour: number;
   metrics: Metrics;
   tracker: DegradationTracker;
+  callerKeys: CallerKeys;
 }): AppMiddleware {
   const limiter = sharedLimiter({
     redis: options.redis,
@@ -106,7 +109,7 @@ export function signupRateLimit(options: {
   });
   return limitByCaller(
     () => options.perHour,
-    (caller) => limiter.consume(hashCaller(caller.id)),
+    (caller) => limiter.consume(options.callerKeys.hash(caller.id)),
     options.metrics,
   );
 }

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { ChatRequest } from '../chat/chat-request.js';
 import type { ChatAnswer } from '../chat/chat-service.js';
 import { AppError, idempotencyKeyReused, queueFull, serviceUnavailable } from '../errors.js';
-import { type CallerRef, hashCaller } from '../redis/caller-key.js';
+import type { CallerKeys, CallerRef } from '../redis/caller-key.js';
 import { fromRedis } from '../redis/redis-unavailable.js';
 import type { ReplicaAck } from '../redis/replica-ack.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
@@ -90,6 +90,8 @@ export interface ChatQueueOptions {
   concurrency: number;
   metrics: Metrics;
   tracker: DegradationTracker;
+  /** A job's owner is stored as the caller's Redis name, never its id. */
+  callerKeys: CallerKeys;
   /**
    * Waits for a replica to hold an admitted job (on the `redis` connection, which made the
    * writes) before the 202, so a failover cannot lose it. Absent: the 202 follows the write.
@@ -299,7 +301,7 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
     queue,
 
     enqueue(input) {
-      const owner = hashCaller(input.callerId);
+      const owner = options.callerKeys.hash(input.callerId);
       return guarded(async () => {
         // A second round only when the Idempotency-Key pointed at an expired job and was just freed.
         const enqueued = (await enqueueOnce(input, owner)) ?? (await enqueueOnce(input, owner));
@@ -311,7 +313,7 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
     },
 
     completeNow(callerId, result) {
-      const owner = hashCaller(callerId);
+      const owner = options.callerKeys.hash(callerId);
       const jobId = newJobId();
       const ttlSeconds = options.resultTtlSeconds;
       // The index keeps an id one result TTL past its record, as finish does for BullMQ's lazy removal.
@@ -346,7 +348,7 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
 
     async status(callerId, jobId) {
       const record = await guarded(() => ledger.read(jobId));
-      if (!record || record.owner !== hashCaller(callerId)) {
+      if (!record || record.owner !== options.callerKeys.hash(callerId)) {
         return undefined;
       }
       if (record.state === 'completed' && record.result) {
@@ -369,7 +371,7 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
     },
 
     owned(callerId) {
-      const owner = hashCaller(callerId);
+      const owner = options.callerKeys.hash(callerId);
       return guarded(async () => {
         const jobs = await Promise.all((await ledger.ownedIds(owner)).map((jobId) => ownedJob(owner, jobId)));
         return jobs.filter((job): job is OwnedJob => job !== undefined);
@@ -377,7 +379,7 @@ export function createChatQueue(options: ChatQueueOptions): ChatQueue {
     },
 
     forget(callerId) {
-      const owner = hashCaller(callerId);
+      const owner = options.callerKeys.hash(callerId);
       return guarded(async () => {
         // The ledger first: a BullMQ job left behind (locked, or added by a POST in flight) then
         // finds no record when it runs, and its worker removes it.

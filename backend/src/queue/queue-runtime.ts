@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { ChatService } from '../chat/chat-service.js';
 import type { Config } from '../config.js';
+import type { CallerKeys } from '../redis/caller-key.js';
 import { createRedisClient } from '../redis/redis-client.js';
 import type { RedisTarget } from '../redis/redis-target.js';
 import { createReplicaAck } from '../redis/replica-ack.js';
@@ -22,6 +23,7 @@ export interface QueueRuntimeOptions {
   chat: Pick<ChatService, 'answer'>;
   metrics: Metrics;
   logger: Logger;
+  callerKeys: CallerKeys;
 }
 
 export interface QueueRuntime {
@@ -47,6 +49,7 @@ export function startQueueRuntime(options: QueueRuntimeOptions): QueueRuntime {
     idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
     concurrency: config.QUEUE_CONCURRENCY,
     metrics,
+    callerKeys: options.callerKeys,
     tracker: createDegradationTracker('queue', logger, metrics),
     replicaAck: createReplicaAck({
       redis,

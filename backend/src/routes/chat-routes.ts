@@ -2,13 +2,15 @@ import Router from '@koa/router';
 import type { ChatRequest } from '../chat/chat-request.js';
 import type { ChatService } from '../chat/chat-service.js';
 import type { AppMiddleware, AppState } from '../http/app-state.js';
-import { callerRef } from '../redis/caller-key.js';
+import type { CallerKeys } from '../redis/caller-key.js';
 import { safetyAnswer } from '../safety/index.js';
 
 export interface ChatRoutesOptions {
   chat: ChatService;
   /** The caller's token, per-caller rate limit, body parsing, validation and the safety check, in that order. */
   guard: readonly AppMiddleware[];
+  /** Names the caller in Redis (job owners, counters), keyed: see redis/caller-key.ts. */
+  callerKeys: CallerKeys;
 }
 
 export function chatRoutes(options: ChatRoutesOptions): Router<AppState> {
@@ -22,7 +24,7 @@ export function chatRoutes(options: ChatRoutesOptions): Router<AppState> {
     }
     const answer = await options.chat.answer(ctx.state.input as ChatRequest, {
       log: ctx.state.log,
-      caller: callerRef(ctx.state.caller),
+      caller: options.callerKeys.ref(ctx.state.caller),
       limitConcurrency: true,
     });
     ctx.state.cacheHit = answer.cached;

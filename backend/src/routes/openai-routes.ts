@@ -11,7 +11,7 @@ import { AppError, internalError, upstreamToAppError } from '../errors.js';
 import type { AppContext, AppMiddleware, AppState } from '../http/app-state.js';
 import { eventStream } from '../http/event-stream.js';
 import { isUpstreamError } from '../llm/upstream-error.js';
-import { callerRef } from '../redis/caller-key.js';
+import type { CallerKeys } from '../redis/caller-key.js';
 import { type SafetyCheck, safetyAnswer } from '../safety/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
@@ -41,6 +41,8 @@ export interface OpenAiRoutesOptions {
   metrics: Metrics;
   /** The crisis check on the caller's last user message (SAFETY_ON_GATEWAY); absent, none. */
   safety?: SafetyCheck;
+  /** Names the caller in Redis (job owners, counters), keyed: see redis/caller-key.ts. */
+  callerKeys: CallerKeys;
 }
 
 interface OpenAiError {
@@ -173,7 +175,11 @@ export function openAiRoutes(options: OpenAiRoutesOptions): Router<AppState> {
       params: { topP: request.topP, stop: request.stop, seed: request.seed, responseFormat: request.responseFormat },
       promptVersion: GATEWAY_PROMPT_VERSION,
     };
-    const answerOptions = { log: ctx.state.log, caller: callerRef(ctx.state.caller), limitConcurrency: true };
+    const answerOptions = {
+      log: ctx.state.log,
+      caller: options.callerKeys.ref(ctx.state.caller),
+      limitConcurrency: true,
+    };
     const id = completionId(ctx.state.requestId);
     const created = Math.floor(Date.now() / 1000);
     const verdict = await crisisCheck(ctx, request);

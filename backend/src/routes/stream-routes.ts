@@ -4,7 +4,7 @@ import type { ChatService } from '../chat/chat-service.js';
 import type { AppMiddleware, AppState } from '../http/app-state.js';
 import { eventStream } from '../http/event-stream.js';
 import { publicError } from '../queue/retry-policy.js';
-import { callerRef } from '../redis/caller-key.js';
+import type { CallerKeys } from '../redis/caller-key.js';
 import { safetyAnswer } from '../safety/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
@@ -14,6 +14,8 @@ export interface StreamRoutesOptions {
   guard: readonly AppMiddleware[];
   heartbeatMs: number;
   metrics: Metrics;
+  /** Names the caller in Redis (job owners, counters), keyed: see redis/caller-key.ts. */
+  callerKeys: CallerKeys;
 }
 
 const event = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -45,7 +47,7 @@ export function streamRoutes(options: StreamRoutesOptions): Router<AppState> {
         try {
           const answer = await chat.answer(request, {
             log: ctx.state.log,
-            caller: callerRef(ctx.state.caller),
+            caller: options.callerKeys.ref(ctx.state.caller),
             limitConcurrency: true,
             signal,
             onDelta: (text) => {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { hashCaller } from '../redis/caller-key.js';
+import type { CallerKeys } from '../redis/caller-key.js';
 import { fromRedis, RedisUnavailableError } from '../redis/redis-unavailable.js';
 import type { DegradationTracker } from './degradation.js';
 import { createStatsBatch } from './stats-batch.js';
@@ -66,6 +66,8 @@ export interface ClusterStatsOptions {
   /** A caller counts as active this long after its last request (the seed's 5 minutes). */
   activeUserWindowSeconds: number;
   tracker: DegradationTracker;
+  /** Active users are counted by their Redis name, never their id. */
+  callerKeys: CallerKeys;
 }
 
 /** How long samples gather in memory before one write; the figures lag by at most this. */
@@ -157,7 +159,7 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
     }
     if (callers.size > 0) {
       // Hashed: who is active matters, not their address.
-      pipeline.zadd(activeKey, ...[...callers].flatMap(([id, atMs]) => [atMs, hashCaller(id)]));
+      pipeline.zadd(activeKey, ...[...callers].flatMap(([id, atMs]) => [atMs, options.callerKeys.hash(id)]));
       pipeline.zremrangebyscore(activeKey, '-inf', Date.now() - activeWindowMs);
       pipeline.expire(activeKey, options.activeUserWindowSeconds);
     }
@@ -180,7 +182,7 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
    */
   async function forgetCaller(callerId: string): Promise<void> {
     void flush();
-    const member = hashCaller(callerId);
+    const member = options.callerKeys.hash(callerId);
     await redis.zrem(activeKey, member);
     setTimeout(() => {
       redis.zrem(activeKey, member).catch((error: unknown) => tracker.failed(error));

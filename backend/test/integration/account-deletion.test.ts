@@ -1,7 +1,7 @@
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
-import { hashCaller } from '../../src/redis/caller-key.js';
 import { signUp } from '../helpers/accounts.js';
 import { postChat, request } from '../helpers/http-client.js';
 import { pollUntilDone, postQueue, type QueuedBody } from '../helpers/queue-http.js';
@@ -38,7 +38,7 @@ describe('account deletion', () => {
   it('exports what is stored, then deletes all of it, and the old token is refused everywhere', async () => {
     const user = await signUp(a.url);
     const other = await signUp(a.url);
-    const needles = [user.userId, hashCaller(`user:${user.userId}`), SECRET_WORRY];
+    const needles = [user.userId, a.runtime.callerKeys.hash(`user:${user.userId}`), SECRET_WORRY];
 
     // Data in every place the backend keeps some: cache, budget, limits, active users, queue, idempotency.
     expect((await postChat(a.url, { message: SECRET_WORRY }, { headers: user.headers })).status).toBe(200);
@@ -65,6 +65,9 @@ describe('account deletion', () => {
     expect(exported.text).toContain(SECRET_WORRY);
     expect(((exported.json as { cachedAnswers: unknown[] }).cachedAnswers ?? []).length).toBeGreaterThan(0);
     await expect.poll(() => keysMentioning(redis, prefix, needles)).not.toEqual([]);
+    // Every name is keyed: the plain hash of the user, which an IPv4 caller's would be reversible from, is nowhere.
+    const plainHash = createHash('sha256').update(`user:${user.userId}`).digest('hex').slice(0, 16);
+    expect(await keysMentioning(redis, prefix, [plainHash])).toEqual([]);
 
     const deleted = await request(`${a.url}/api/me`, { method: 'DELETE', headers: user.headers });
     expect(deleted.status).toBe(204);

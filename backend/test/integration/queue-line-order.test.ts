@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ChatJobData, type ChatQueue, createChatQueue } from '../../src/queue/chat-queue.js';
 import { createJobLedger, type JobLedger } from '../../src/queue/job-ledger.js';
 import { bullPrefix, CHAT_QUEUE_NAME, queueKeys } from '../../src/queue/queue-keys.js';
+import { callerKeys } from '../../src/redis/caller-key.js';
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
@@ -58,6 +59,7 @@ describe('queue line: the order BullMQ runs', () => {
       concurrency: 1,
       metrics,
       tracker: createDegradationTracker('queue', logger, metrics),
+      callerKeys: callerKeys('test key'),
     });
     ledger = createJobLedger(connection, keys);
     // Manual fetching: no processor, so locks are never extended and a fetched job stalls once its lock expires.

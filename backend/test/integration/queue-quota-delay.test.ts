@@ -7,6 +7,7 @@ import { type ChatQueue, createChatQueue } from '../../src/queue/chat-queue.js';
 import { type ChatWorker, startChatWorker } from '../../src/queue/chat-worker.js';
 import { createJobLedger } from '../../src/queue/job-ledger.js';
 import { queueKeys } from '../../src/queue/queue-keys.js';
+import { callerKeys } from '../../src/redis/caller-key.js';
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
@@ -74,6 +75,7 @@ describe('a queued job when the upstream is at capacity', () => {
       concurrency: 1,
       metrics,
       tracker: createDegradationTracker('queue', logger, metrics),
+      callerKeys: callerKeys('test key'),
     });
     worker = startChatWorker({
       connection: workerConnection,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashCaller } from '../../src/redis/caller-key.js';
+import { callerKeys } from '../../src/redis/caller-key.js';
 import { createRedisClient, type Redis, waitForRedis } from '../../src/redis/redis-client.js';
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
 import { createLogger } from '../../src/telemetry/logger.js';
@@ -32,7 +32,7 @@ describe('per-user daily token budget (real Redis)', () => {
   const prefix = testPrefix('usage-budget');
   let redis: Redis;
   /** A fresh user per test, named as CallerRef.key names one. */
-  const freshUser = () => hashCaller(`user:${randomUUID()}`);
+  const freshUser = () => callerKeys('test key').hash(`user:${randomUUID()}`);
 
   function budget(tokensPerDay: number, now?: () => number, metrics: Metrics = createMetrics(), client = redis) {
     return createTokenBudget({

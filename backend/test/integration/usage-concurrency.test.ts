@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashCaller } from '../../src/redis/caller-key.js';
+import { callerKeys } from '../../src/redis/caller-key.js';
 import { createRedisClient, type Redis, waitForRedis } from '../../src/redis/redis-client.js';
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
 import { createLogger } from '../../src/telemetry/logger.js';
@@ -20,7 +20,7 @@ describe('per-user cap on concurrent upstream calls (real Redis)', () => {
   const prefix = testPrefix('usage-concurrency');
   const clients: Redis[] = [];
   /** A fresh user per test, named as CallerRef.key names one. */
-  const freshUser = () => hashCaller(`user:${randomUUID()}`);
+  const freshUser = () => callerKeys('test key').hash(`user:${randomUUID()}`);
 
   const client = async (name: string) => {
     const redis = createRedisClient({

@@ -1,7 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
-import { hashCaller } from '../../src/redis/caller-key.js';
 import { signUp } from '../helpers/accounts.js';
 import { type ErrorBody, postChat, request } from '../helpers/http-client.js';
 import { deleteTestPrefix, startTestBackend, type TestBackend, testPrefix } from '../helpers/test-backend.js';
@@ -103,7 +102,7 @@ describe('users across two instances', () => {
     for (const user of users) {
       await postChat(a.url, { message: 'active?' }, { ip: '198.51.100.30', headers: user.headers });
     }
-    const wanted = users.map((user) => hashCaller(`user:${user.userId}`));
+    const wanted = users.map((user) => a.runtime.callerKeys.hash(`user:${user.userId}`));
     // The instance writes its batch of samples every 250 ms.
     await expect
       .poll(async () => {
