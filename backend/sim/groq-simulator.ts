@@ -19,7 +19,7 @@ export interface SimulatorBehaviour {
   errorStatus: number;
   /** The next N requests fail with errorStatus, then mode applies. */
   failNext: number;
-  /** Enforced limits over a sliding minute; 0 = unlimited. */
+  /** Enforced limits over a sliding window of windowMs; 0 = unlimited. */
   rpm: number;
   tpm: number;
   /** Daily request limit reported in x-ratelimit-*-requests (Groq reports requests per day). */
@@ -38,6 +38,8 @@ export interface SimulatorBehaviour {
   replies: Record<string, string>;
   /** Models that never answer, whatever mode says (a moderation model timing out). */
   hangModels: string[];
+  /** The "minute" of rpm and tpm: Groq's 60 s, shorter so a test of a full window runs in seconds. */
+  windowMs: number;
 }
 
 export interface SimulatorCall {
@@ -50,7 +52,7 @@ export interface SimulatorCall {
 export interface SimulatorStats {
   requests: number;
   byStatus: Record<string, number>;
-  /** The largest number of accepted (200) calls in any 60 s window. */
+  /** The largest number of accepted (200) calls in any window (windowMs, 60 s by default). */
   maxCallsPerMinute: number;
   calls: SimulatorCall[];
   /** Streams whose client hung up before the end, and when the last one did (ms since epoch). */
@@ -85,9 +87,9 @@ const DEFAULT_BEHAVIOUR: SimulatorBehaviour = {
   stallAfterChunks: 0,
   replies: {},
   hangModels: [],
+  windowMs: 60_000,
 };
 
-const MINUTE_MS = 60_000;
 const MAX_CALL_LOG = 5000;
 
 const ANSWERS = [
@@ -131,7 +133,8 @@ export async function startGroqSimulator(
   let lastBody: Record<string, unknown> | undefined;
   const hanging = new Set<ServerResponse>();
 
-  const acceptedInWindow = (now: number) => calls.filter((call) => call.status === 200 && call.at > now - MINUTE_MS);
+  const acceptedInWindow = (now: number) =>
+    calls.filter((call) => call.status === 200 && call.at > now - behaviour.windowMs);
 
   function record(status: number, model: string, tokens: number) {
     byStatus[status] = (byStatus[status] ?? 0) + 1;
@@ -145,7 +148,7 @@ export async function startGroqSimulator(
     const window = acceptedInWindow(now);
     const usedTokens = window.reduce((sum, call) => sum + call.tokens, 0) + extraTokens;
     const oldest = window[0]?.at ?? now;
-    const resetMs = window.length > 0 ? oldest + MINUTE_MS - now : 0;
+    const resetMs = window.length > 0 ? oldest + behaviour.windowMs - now : 0;
     const dayUsed = calls.filter((call) => call.status === 200 && call.at > now - 86_400_000).length;
     return {
       'x-ratelimit-limit-requests': String(behaviour.rpd),
@@ -218,7 +221,7 @@ export async function startGroqSimulator(
     const overRequests = behaviour.rpm > 0 && window.length >= behaviour.rpm;
     const overTokens = behaviour.tpm > 0 && windowTokens + tokens > behaviour.tpm;
     if (overRequests || overTokens) {
-      const retryAfterMs = Math.max(1000, (window[0]?.at ?? now) + MINUTE_MS - now);
+      const retryAfterMs = Math.max(1000, (window[0]?.at ?? now) + behaviour.windowMs - now);
       record(429, model, 0);
       sendJson(
         response,
@@ -316,7 +319,7 @@ export async function startGroqSimulator(
     let maxCallsPerMinute = 0;
     let start = 0;
     for (let end = 0; end < accepted.length; end += 1) {
-      while ((accepted[end] as number) - (accepted[start] as number) >= MINUTE_MS) {
+      while ((accepted[end] as number) - (accepted[start] as number) >= behaviour.windowMs) {
         start += 1;
       }
       maxCallsPerMinute = Math.max(maxCallsPerMinute, end - start + 1);

@@ -18,6 +18,8 @@ export interface UpstreamClusterOptions {
   fallback?: Partial<SimulatorBehaviour> | false;
   env?: Record<string, string>;
   instances?: number;
+  /** The quota window of the simulators and the backends (QUOTA_WINDOW_MS); Groq's 60 s by default. */
+  windowMs?: number;
 }
 
 /**
@@ -29,9 +31,12 @@ export async function startUpstreamCluster(
   name: string,
   options: UpstreamClusterOptions = {},
 ): Promise<UpstreamCluster> {
-  const primary = await startGroqSimulator({ rpm: 30, tpm: 6000, label: 'primary', ...options.primary });
+  const windowMs = options.windowMs ?? 60_000;
+  const primary = await startGroqSimulator({ rpm: 30, tpm: 6000, label: 'primary', windowMs, ...options.primary });
   const fallback =
-    options.fallback === false ? undefined : await startGroqSimulator({ label: 'fallback', ...options.fallback });
+    options.fallback === false
+      ? undefined
+      : await startGroqSimulator({ label: 'fallback', windowMs, ...options.fallback });
   const prefix = testPrefix(name);
   const backends: TestBackend[] = [];
   for (let index = 0; index < (options.instances ?? 3); index += 1) {
@@ -43,6 +48,7 @@ export async function startUpstreamCluster(
         GROQ_API_KEY: 'test-key',
         GROQ_RPM: '30',
         GROQ_TPM: '6000',
+        QUOTA_WINDOW_MS: String(windowMs),
         // The per-caller limit is not what these tests are about.
         MAX_REQUESTS_PER_MINUTE: '100000',
         POLLS_PER_MINUTE: '100000',
