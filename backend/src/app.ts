@@ -18,7 +18,7 @@ import { requestContext, routeTemplate } from './http/request-context.js';
 import { safetyGuard } from './http/safety-guard.js';
 import { validateBody } from './http/validate.js';
 import type { ChatQueue } from './queue/chat-queue.js';
-import type { CallerKeys } from './redis/caller-key.js';
+import { type CallerKeys, callerKeys as createCallerKeys } from './redis/caller-key.js';
 import { type AccountRoutesOptions, accountRoutes } from './routes/account-routes.js';
 import { chatRoutes } from './routes/chat-routes.js';
 import { healthRoutes, type Lifecycle } from './routes/health-routes.js';
@@ -107,7 +107,8 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
       instanceId: config.INSTANCE_ID,
       logger,
       metrics,
-      callerLogKey: config.LOG_CALLER_SALT ?? randomBytes(32),
+      // Under the salt, a log's tag is the caller's Redis name; without it, a key of this process only.
+      callerTag: config.LOG_CALLER_SALT === undefined ? createCallerKeys(randomBytes(32)).hash : callerKeys.hash,
     }),
   );
   app.use(

@@ -123,7 +123,7 @@ async function startApp(variant: Variant, stats: ClusterStats, cacheKey: string)
       await next();
     });
   } else {
-    app.use(requestContext({ instanceId: 'bench', logger, metrics, callerLogKey: 'bench' }));
+    app.use(requestContext({ instanceId: 'bench', logger, metrics, callerTag: callerKeys('bench key').hash }));
   }
   app.use(clientIdentity({ trustedProxies: parseTrustedProxies('loopback') }));
   if (variant === 'metrics+stats') {

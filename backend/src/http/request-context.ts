@@ -1,4 +1,4 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { AppMiddleware } from './app-state.js';
@@ -14,14 +14,6 @@ export function routeTemplate(ctx: Parameters<AppMiddleware>[0]): string {
 }
 
 /**
- * The caller as logs show it: keyed, so an IPv4 address cannot be recovered by
- * hashing all 2^32 of them, as a plain hash would allow.
- */
-export function logCallerTag(id: string, key: string | Buffer): string {
-  return createHmac('sha256', key).update(id).digest('hex').slice(0, 16);
-}
-
-/**
  * First middleware: request id and instance id on every response, one access
  * log line and the HTTP metrics for every request, whatever happens inside.
  */
@@ -29,10 +21,13 @@ export function requestContext(options: {
   instanceId: string;
   logger: Logger;
   metrics: Metrics;
-  /** Key of the caller tag in logs (LOG_CALLER_SALT, else random per process). */
-  callerLogKey: string | Buffer;
+  /**
+   * The caller as logs show it: keyed (LOG_CALLER_SALT, else random per process),
+   * so an IPv4 address cannot be recovered by hashing all 2^32 of them.
+   */
+  callerTag: (callerId: string) => string;
 }): AppMiddleware {
-  const { instanceId, logger, metrics, callerLogKey } = options;
+  const { instanceId, logger, metrics, callerTag } = options;
   return async function requestContextMiddleware(ctx, next) {
     const started = process.hrtime.bigint();
     const incoming = ctx.get('X-Request-Id');
@@ -58,7 +53,7 @@ export function requestContext(options: {
           cacheHit: ctx.state.cacheHit,
           // That the safety answer was given, never why: the message is health data.
           safety: ctx.state.safety ? true : undefined,
-          caller: ctx.state.caller ? logCallerTag(ctx.state.caller.id, callerLogKey) : undefined,
+          caller: ctx.state.caller ? callerTag(ctx.state.caller.id) : undefined,
         },
         'request',
       );

@@ -6,6 +6,7 @@ import { loadConfig } from '../../src/config.js';
 import type { AppState } from '../../src/http/app-state.js';
 import { errorHandler } from '../../src/http/error-handler.js';
 import { requestContext } from '../../src/http/request-context.js';
+import { callerKeys } from '../../src/redis/caller-key.js';
 import { RedisUnavailableError } from '../../src/redis/redis-unavailable.js';
 import { statsRoutes } from '../../src/routes/stats-routes.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
@@ -57,7 +58,9 @@ describe('errors are never lost', () => {
         activeUsers: () => Promise.reject(failure),
       } as unknown as ClusterStats;
       const app = new Koa<AppState>();
-      app.use(requestContext({ instanceId: 'stats', logger, metrics: createMetrics(), callerLogKey: 'k' }));
+      app.use(
+        requestContext({ instanceId: 'stats', logger, metrics: createMetrics(), callerTag: callerKeys('k').hash }),
+      );
       app.use(errorHandler());
       const router = statsRoutes({
         stats,
