@@ -72,7 +72,7 @@ const configSchema = z.object({
   INSTANCE_ID: optionalString.refine((value) => value === undefined || /^[\x20-\x7e]{1,128}$/.test(value), {
     message: 'printable ASCII only, at most 128 characters',
   }),
-  // Keys the caller tag in access logs; set it (same on every instance) to follow a caller across instances.
+  // Keys the HMAC naming callers in Redis and in access logs; the same on every instance (unset: a built-in key).
   LOG_CALLER_SALT: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // Sentry, optional: unhandled errors go there too, scrubbed of every user text (SENTRY_DSN_FILE too).
