@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { parseTrustedProxies } from './http/client-identity.js';
-import { parseRedisEndpoints } from './redis/redis-target.js';
 
 /**
  * Every setting of a backend process, read once from the environment.
@@ -31,6 +30,70 @@ const optionalString = z
   .trim()
   .transform((value) => (value === '' ? undefined : value))
   .optional();
+
+// The parsers of the list values live here, so config stays a leaf (it imports no layer).
+
+const NAMED_RANGES: Record<string, readonly string[]> = {
+  loopback: ['127.0.0.0/8', '::1/128'],
+  private: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
+};
+
+/**
+ * Builds the set of proxies whose X-Forwarded-For we believe, from a comma
+ * list of addresses, CIDRs and the names "loopback" and "private".
+ * Throws on an entry that is none of these.
+ */
+export function parseTrustedProxies(spec: string): BlockList {
+  const list = new BlockList();
+  for (const entry of spec
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)) {
+    for (const item of NAMED_RANGES[entry] ?? [entry]) {
+      const [address, prefix] = item.split('/') as [string, string | undefined];
+      const family = isIP(address);
+      if (family === 0) {
+        throw new Error(`TRUSTED_PROXIES: "${entry}" is not an address, a CIDR, "loopback" or "private"`);
+      }
+      const type = family === 6 ? 'ipv6' : 'ipv4';
+      if (prefix === undefined) {
+        list.addAddress(address, type);
+        continue;
+      }
+      // Number('') is 0: "10.0.0.0/" must not become 0.0.0.0/0 and trust every peer.
+      const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
+      if (!(bits <= (family === 6 ? 128 : 32))) {
+        throw new Error(`TRUSTED_PROXIES: "${entry}" has an invalid prefix length`);
+      }
+      list.addSubnet(address, bits, type);
+    }
+  }
+  return list;
+}
+
+export interface RedisEndpoint {
+  host: string;
+  port: number;
+}
+
+/** "host:port,host:port" (IPv6 as [addr]:port); throws with a plain message on a bad entry. */
+export function parseRedisEndpoints(text: string): RedisEndpoint[] {
+  const entries = text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  if (entries.length === 0) {
+    throw new Error('expected host:port[,host:port…]');
+  }
+  return entries.map((entry) => {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(entry);
+    const port = Number(match?.[3]);
+    if (!match || port < 1 || port > 65_535) {
+      throw new Error(`"${entry}" is not host:port`);
+    }
+    return { host: (match[1] ?? match[2]) as string, port };
+  });
+}
 
 /** "host:port,host:port" (Sentinels, cluster nodes), parsed; unset when empty. */
 const redisEndpoints = optionalString.transform((value, ctx) => {

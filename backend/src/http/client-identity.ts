@@ -1,43 +1,5 @@
-import { BlockList, isIP } from 'node:net';
+import { type BlockList, isIP } from 'node:net';
 import type { AppMiddleware } from './app-state.js';
-
-const NAMED_RANGES: Record<string, readonly string[]> = {
-  loopback: ['127.0.0.0/8', '::1/128'],
-  private: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
-};
-
-/**
- * Builds the set of proxies whose X-Forwarded-For we believe, from a comma
- * list of addresses, CIDRs and the names "loopback" and "private".
- * Throws on an entry that is none of these.
- */
-export function parseTrustedProxies(spec: string): BlockList {
-  const list = new BlockList();
-  for (const entry of spec
-    .split(',')
-    .map((part) => part.trim())
-    .filter(Boolean)) {
-    for (const item of NAMED_RANGES[entry] ?? [entry]) {
-      const [address, prefix] = item.split('/') as [string, string | undefined];
-      const family = isIP(address);
-      if (family === 0) {
-        throw new Error(`TRUSTED_PROXIES: "${entry}" is not an address, a CIDR, "loopback" or "private"`);
-      }
-      const type = family === 6 ? 'ipv6' : 'ipv4';
-      if (prefix === undefined) {
-        list.addAddress(address, type);
-        continue;
-      }
-      // Number('') is 0: "10.0.0.0/" must not become 0.0.0.0/0 and trust every peer.
-      const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
-      if (!(bits <= (family === 6 ? 128 : 32))) {
-        throw new Error(`TRUSTED_PROXIES: "${entry}" has an invalid prefix length`);
-      }
-      list.addSubnet(address, bits, type);
-    }
-  }
-  return list;
-}
 
 function normalise(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;

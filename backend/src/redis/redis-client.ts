@@ -1,6 +1,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import type { Logger } from '../telemetry/logger.js';
-import { type RedisEndpoint, type RedisTarget, redisTarget } from './redis-target.js';
+import type { Logger } from 'pino';
+import type { RedisEndpoint } from '../config.js';
+import { type RedisTarget, redisTarget } from './redis-target.js';
 
 export type { Redis };
 

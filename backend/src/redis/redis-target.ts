@@ -1,10 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { RedisOptions } from 'ioredis';
-
-export interface RedisEndpoint {
-  host: string;
-  port: number;
-}
+import type { RedisEndpoint } from '../config.js';
 
 /** The REDIS_* settings that say where Redis is and how to reach it (config.ts validates them). */
 export interface RedisTargetSettings {
@@ -40,25 +36,6 @@ export type RedisTarget = Readonly<
     | 'failoverDetector'
   >
 >;
-
-/** "host:port,host:port" (IPv6 as [addr]:port); throws with a plain message on a bad entry. */
-export function parseRedisEndpoints(text: string): RedisEndpoint[] {
-  const entries = text
-    .split(',')
-    .map((entry) => entry.trim())
-    .filter(Boolean);
-  if (entries.length === 0) {
-    throw new Error('expected host:port[,host:port…]');
-  }
-  return entries.map((entry) => {
-    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(entry);
-    const port = Number(match?.[3]);
-    if (!match || port < 1 || port > 65_535) {
-      throw new Error(`"${entry}" is not host:port`);
-    }
-    return { host: (match[1] ?? match[2]) as string, port };
-  });
-}
 
 export function redisTarget(settings: RedisTargetSettings): RedisTarget {
   const url = new URL(settings.REDIS_URL);

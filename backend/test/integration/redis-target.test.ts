@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type ConfigError, loadConfig } from '../../src/config.js';
-import { describeRedisTarget, parseRedisEndpoints, redisTarget } from '../../src/redis/redis-target.js';
+import { type ConfigError, loadConfig, parseRedisEndpoints } from '../../src/config.js';
+import { describeRedisTarget, redisTarget } from '../../src/redis/redis-target.js';
 
 function problems(env: Record<string, string>): readonly string[] {
   try {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { clientAddress, parseTrustedProxies } from '../../src/http/client-identity.js';
+import { parseTrustedProxies } from '../../src/config.js';
+import { clientAddress } from '../../src/http/client-identity.js';
 
 const loopback = parseTrustedProxies('loopback');
 
