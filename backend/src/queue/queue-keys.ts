@@ -3,8 +3,12 @@ import { randomUUID } from 'node:crypto';
 /** The BullMQ queue every instance produces to and consumes from. */
 export const CHAT_QUEUE_NAME = 'chat';
 
-/** BullMQ's own key prefix under ours, so one REDIS_PREFIX namespaces everything. */
-export const bullPrefix = (redisPrefix: string) => `${redisPrefix}bull`;
+/**
+ * BullMQ's own key prefix under ours, so one REDIS_PREFIX namespaces everything.
+ * The braces are a Redis Cluster hash tag: BullMQ's scripts touch several keys
+ * of a queue at once, which a cluster allows only within one slot.
+ */
+export const bullPrefix = (redisPrefix: string) => `${redisPrefix}{bull}`;
 
 /**
  * Our keys beside BullMQ's:
@@ -40,7 +44,8 @@ export interface QueueKeys {
 export type OwnerKey = 'line' | 'jobs' | 'idem';
 
 export function queueKeys(redisPrefix: string): QueueKeys {
-  const base = `${redisPrefix}queue:`;
+  // One hash tag for every key of the ledger: its scripts touch the line, records and owners' keys together.
+  const base = `${redisPrefix}{queue}:`;
   const jobPrefix = `${base}job:`;
   const ownerPrefix = `${base}owner:`;
   return {

@@ -280,7 +280,7 @@ describe('queue: a fair share per caller, export and deletion', () => {
    */
   async function traces(owner: string, text: string): Promise<string[]> {
     const found: string[] = [];
-    const queueKey = (key: string) => key.startsWith(`${prefix}queue:`) || key.startsWith(bullPrefix(prefix));
+    const queueKey = (key: string) => key.startsWith(`${prefix}{queue}:`) || key.startsWith(bullPrefix(prefix));
     const stream = api.scanStream({ match: `${prefix}*`, count: 500 });
     for await (const batch of stream as AsyncIterable<string[]>) {
       for (const key of batch) {

@@ -162,7 +162,7 @@ describe('safety answers on /api/chat and /api/chat/queue', () => {
       result: { provider: 'safety', cached: false, safety: { triggered: true, category: 'suicide' } },
     });
     // The line did not move for it: most of the backlog still waits.
-    expect(await backend.runtime.redis.zcard(`${prefix}queue:line`)).toBeGreaterThan(30);
+    expect(await backend.runtime.redis.zcard(`${prefix}{queue}:line`)).toBeGreaterThan(30);
     // Someone else cannot read it.
     expect((await getStatus(backend.url, job.jobId, { ip: '198.51.100.15' })).status).toBe(404);
 
@@ -170,7 +170,7 @@ describe('safety answers on /api/chat and /api/chat/queue', () => {
     const jobs = (exported.json as { queuedJobs: { jobId: string; state: string }[] }).queuedJobs;
     expect(jobs).toEqual([expect.objectContaining({ jobId: job.jobId, state: 'completed' })]);
     expect((await request(`${backend.url}/api/me`, { method: 'DELETE', headers: user.headers })).status).toBe(204);
-    expect(await backend.runtime.redis.exists(`${prefix}queue:job:${job.jobId}`)).toBe(0);
+    expect(await backend.runtime.redis.exists(`${prefix}{queue}:job:${job.jobId}`)).toBe(0);
   });
 
   it('counts triggers by category and language, and logs none of the messages', async () => {
