@@ -9,7 +9,7 @@ import type { ChatJobData } from './chat-queue.js';
 import type { JobLedger, RecordWrite } from './job-ledger.js';
 import { startLineReconciler } from './line-reconciler.js';
 import { bullPrefix, CHAT_QUEUE_NAME } from './queue-keys.js';
-import { judgeFailure, publicError, retryDelayMs } from './retry-policy.js';
+import { jobRetryDelayMs, judgeFailure, publicError } from './retry-policy.js';
 
 export interface ChatWorkerOptions {
   /** A 'queue' role connection (no command timeout, waits through reconnects); BullMQ duplicates it for blocking reads. */
@@ -111,7 +111,7 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     const failedAttempts = job.attemptsMade + 1;
     const attemptsLeft = verdict.kind === 'retry' && failedAttempts < (job.opts.attempts ?? 1);
     if (attemptsLeft) {
-      const delayMs = retryDelayMs(failedAttempts, backoffMs, error);
+      const delayMs = jobRetryDelayMs(failedAttempts, backoffMs, error);
       if (orphaned(jobId, await ledger.park(jobId, 'delayed', delayMs, attemptMs))) {
         return;
       }
@@ -162,7 +162,7 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
     maxStalledCount: MAX_STALLED_COUNT,
     settings: {
       backoffStrategy: (attemptsMade: number, _type?: string, error?: Error) =>
-        retryDelayMs(attemptsMade, backoffMs, error),
+        jobRetryDelayMs(attemptsMade, backoffMs, error),
     },
   });
 

@@ -49,7 +49,7 @@ export function judgeFailure(error: unknown): FailureVerdict {
  * BullMQ calls it as the job's backoff strategy; the ledger uses it to tell the
  * client when the job will be back.
  */
-export function retryDelayMs(failedAttempts: number, baseMs: number, error: unknown): number {
+export function jobRetryDelayMs(failedAttempts: number, baseMs: number, error: unknown): number {
   const backoff = baseMs * 2 ** Math.max(0, failedAttempts - 1);
   const retryAfterMs = isUpstreamError(error) ? (error.retryAfterMs ?? 0) : 0;
   return Math.max(backoff, retryAfterMs);

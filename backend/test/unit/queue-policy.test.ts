@@ -4,7 +4,7 @@ import { UpstreamError } from '../../src/llm/upstream-error.js';
 import { estimateSeconds, movingAverage } from '../../src/queue/eta.js';
 import { parseIdempotencyKey, requestFingerprint } from '../../src/queue/idempotency.js';
 import { isJobId, newJobId } from '../../src/queue/queue-keys.js';
-import { judgeFailure, MIN_QUOTA_DELAY_MS, publicError, retryDelayMs } from '../../src/queue/retry-policy.js';
+import { jobRetryDelayMs, judgeFailure, MIN_QUOTA_DELAY_MS, publicError } from '../../src/queue/retry-policy.js';
 
 const fallback = { jobMs: 2000, concurrency: 2 };
 
@@ -72,8 +72,8 @@ describe('retry policy', () => {
   });
 
   it('doubles the backoff per failed attempt and never undercuts a retry-after', () => {
-    expect([1, 2, 3].map((attempt) => retryDelayMs(attempt, 5000, new Error('x')))).toEqual([5000, 10_000, 20_000]);
-    expect(retryDelayMs(1, 5000, new UpstreamError('unavailable', 'groq', 'busy', 503, 30_000))).toBe(30_000);
+    expect([1, 2, 3].map((attempt) => jobRetryDelayMs(attempt, 5000, new Error('x')))).toEqual([5000, 10_000, 20_000]);
+    expect(jobRetryDelayMs(1, 5000, new UpstreamError('unavailable', 'groq', 'busy', 503, 30_000))).toBe(30_000);
   });
 
   it('tells clients the same codes as the HTTP API and nothing internal', () => {
