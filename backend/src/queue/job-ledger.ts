@@ -140,7 +140,8 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
           keys.line,
           keys.seq,
           keys.job(request.jobId),
-          idempotency?.key ?? '',
+          // No key: a stand-in of the same cluster slot (an empty name would hash elsewhere); the script reads ARGV.
+          idempotency?.key ?? keys.line,
           keys.stats,
           keys.owner(request.owner, 'line'),
           keys.owner(request.owner, 'jobs'),
@@ -173,8 +174,9 @@ export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
         redis,
         [
           keys.line,
-          jobId === undefined ? '' : keys.job(jobId),
-          idempotency?.key ?? '',
+          // Stand-ins of the same cluster slot when absent; the script tells by the empty ARGV.
+          jobId === undefined ? keys.line : keys.job(jobId),
+          idempotency?.key ?? keys.line,
           keys.owner(owner, 'line'),
           keys.owner(owner, 'jobs'),
           keys.owner(owner, 'idem'),

@@ -1,6 +1,7 @@
 --! keys: 8
 --! include: ledger-common.lua
-if KEYS[4] ~= '' then
+-- Without an Idempotency-Key, ARGV[6] is empty and KEYS[4] only a stand-in in the queue's cluster slot.
+if ARGV[6] ~= '' then
   local existing = redis.call('GET', KEYS[4])
   if existing then return {'existing', existing} end
 end
@@ -24,7 +25,7 @@ redis.call('HSET', KEYS[3], 'owner', ARGV[2], 'state', 'waiting', 'enqueuedAt', 
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 track(KEYS[6], ARGV[1], expires, now)
 track(KEYS[7], ARGV[1], expires + tonumber(ARGV[7]) * 1000, now)
-if KEYS[4] ~= '' then
+if ARGV[6] ~= '' then
   redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[5])
   track(KEYS[8], KEYS[4], now + tonumber(ARGV[5]) * 1000, now)
 end
