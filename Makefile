@@ -65,8 +65,12 @@ bench: node_modules dist/.built ## Benchmarks on loopback, one JSON line each: a
 # The stack: N identical instances behind Caddy (see README "Running the stack").
 # STACK=local (default) runs processes through deploy/local; STACK=compose drives Docker Compose.
 STACK ?= local
-COMPOSE ?= docker compose
-COMPOSE_ARGS := -f deploy/compose/docker-compose.yml
+# The v2 plugin (docker compose) when present, else the v1 client (docker-compose).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
+# OFFLINE_IMAGES=1: images built from local parts (deploy/compose/offline/build-images.sh)
+# in place of the registry's, through an override of the same compose file.
+OFFLINE := $(filter 1 true yes,$(OFFLINE_IMAGES))
+COMPOSE_ARGS := -f deploy/compose/docker-compose.yml $(if $(OFFLINE),-f deploy/compose/docker-compose.offline.yml)
 RUNNER := node --import tsx deploy/local/cli.ts
 RUNNER_DEPS := $(if $(filter compose,$(STACK)),,node_modules)
 # Instances run the build: up and scale make sure it is current (down and status never need it).
@@ -75,7 +79,8 @@ BUILD_DEPS := $(if $(filter compose,$(STACK)),,dist/.built)
 .PHONY: up
 up: $(RUNNER_DEPS) $(BUILD_DEPS) ## Run the stack in the background: N instances (default 3) behind Caddy on :8080
 ifeq ($(STACK),compose)
-	$(COMPOSE) $(COMPOSE_ARGS) up -d --build --scale backend=$(or $(N),3)
+	$(if $(OFFLINE),deploy/compose/offline/build-images.sh)
+	$(COMPOSE) $(COMPOSE_ARGS) up -d $(if $(OFFLINE),,--build) --scale backend=$(or $(N),3)
 else
 	$(RUNNER) up $(N)
 endif

@@ -42,8 +42,11 @@ interface ComposeService {
   volumes?: (string | { type: string; source: string; target: string; read_only?: boolean })[];
 }
 
-function composeConfig(env: Record<string, string> = {}): { services: Record<string, ComposeService> } {
-  const text = execFileSync('docker-compose', ['-f', COMPOSE_FILE, 'config'], {
+function composeConfig(
+  env: Record<string, string> = {},
+  files: string[] = [COMPOSE_FILE],
+): { services: Record<string, ComposeService & { profiles?: string[] }> } {
+  const text = execFileSync('docker-compose', [...files.flatMap((file) => ['-f', file]), 'config'], {
     encoding: 'utf8',
     env: { ...process.env, GROQ_API_KEY: '', PUBLIC_PORT: '', POSTGRES_PASSWORD: '', AUTH_JWT_SECRET: '', ...env },
   });
@@ -59,6 +62,10 @@ function mounts(service: ComposeService | undefined): { source: string; target: 
     const [source = '', target = '', mode = ''] = volume.split(':');
     return { source, target, readOnly: mode.split(',').includes('ro') };
   });
+}
+
+function byTarget(a: { target: string }, b: { target: string }): number {
+  return a.target.localeCompare(b.target);
 }
 
 function bindSources(service: ComposeService | undefined): string[] {
@@ -151,6 +158,27 @@ describe('deploy/compose', () => {
     ]);
     expect(sources.filter((source) => !existsSync(source))).toEqual([]);
     expect(existsSync(join(REPO_ROOT, 'prometheus/prometheus.yml'))).toBe(true);
+  });
+
+  it('swaps every registry image for one built from local parts with OFFLINE_IMAGES (the same services)', () => {
+    const online = composeConfig().services;
+    const offline = composeConfig({}, [COMPOSE_FILE, join(COMPOSE_DIR, 'docker-compose.offline.yml')]).services;
+    expect(Object.keys(offline).sort()).toEqual(Object.keys(online).sort());
+    const script = readFileSync(join(COMPOSE_DIR, 'offline/build-images.sh'), 'utf8');
+    for (const [name, service] of Object.entries(offline)) {
+      // Grafana has no Debian package: it runs offline only when its profile is asked for.
+      if (service.profiles?.includes('grafana')) {
+        continue;
+      }
+      expect(service.image, name).toMatch(/^focus[/-]/);
+      expect(script, `${name}: ${service.image}`).toContain((service.image ?? '').split(':')[0]);
+      // Merging two files may reorder a service's volumes.
+      const { image: _online, build: _build, volumes: before, ...rest } = online[name] ?? {};
+      const { image: _offline, build: _built, volumes: after, profiles: _none, ...same } = service;
+      expect(same, name).toEqual(rest);
+      expect(mounts({ volumes: after }).sort(byTarget), name).toEqual(mounts({ volumes: before }).sort(byTarget));
+    }
+    expect(offline.grafana?.profiles).toEqual(['grafana']);
   });
 
   it('has a Caddyfile that adapts, proxying to every backend replica through Docker DNS', () => {
