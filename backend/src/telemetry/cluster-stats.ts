@@ -128,7 +128,8 @@ function addBucket(totals: WindowTotals, bucket: Record<string, string>): void {
 
 export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
   const { redis, prefix, tracker } = options;
-  const activeKey = `${prefix}stats:active-users`;
+  // In the window keys' cluster slot ({stats}): the flush pipeline writes both.
+  const activeKey = `${prefix}{stats}:active-users`;
   const activeWindowMs = options.activeUserWindowSeconds * 1000;
   const batch = createStatsBatch();
   let timer: NodeJS.Timeout | undefined;

@@ -106,7 +106,7 @@ describe('users across two instances', () => {
     // The instance writes its batch of samples every 250 ms.
     await expect
       .poll(async () => {
-        const members = await redis.zrange(`${prefix}stats:active-users`, '0', '-1');
+        const members = await redis.zrange(`${prefix}{stats}:active-users`, '0', '-1');
         return wanted.filter((member) => members.includes(member)).length;
       })
       .toBe(2);
