@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /** Every value a key holds, as text, whatever its type. */
-async function valuesOf(redis: Redis, key: string): Promise<string[]> {
+async function valuesOf(redis: Redis | Cluster, key: string): Promise<string[]> {
   switch (await redis.type(key)) {
     case 'string':
       return [(await redis.get(key)) ?? ''];
@@ -20,15 +20,25 @@ async function valuesOf(redis: Redis, key: string): Promise<string[]> {
   }
 }
 
-/** The keys under `prefix` whose name or any value contains one of `needles`. */
-export async function keysMentioning(redis: Redis, prefix: string, needles: readonly string[]): Promise<string[]> {
+/**
+ * The keys under `prefix` whose name or any value contains one of `needles`.
+ * On a Redis Cluster every master is scanned: a SCAN sees one node's keys only.
+ */
+export async function keysMentioning(
+  redis: Redis | Cluster,
+  prefix: string,
+  needles: readonly string[],
+): Promise<string[]> {
   const found: string[] = [];
-  const stream = redis.scanStream({ match: `${prefix}*`, count: 500 });
-  for await (const keys of stream as AsyncIterable<string[]>) {
-    for (const key of keys) {
-      const texts = [key, ...(await valuesOf(redis, key))];
-      if (texts.some((text) => needles.some((needle) => text.includes(needle)))) {
-        found.push(key);
+  const servers = 'nodes' in redis ? redis.nodes('master') : [redis];
+  for (const server of servers) {
+    const stream = server.scanStream({ match: `${prefix}*`, count: 500 });
+    for await (const keys of stream as AsyncIterable<string[]>) {
+      for (const key of keys) {
+        const texts = [key, ...(await valuesOf(redis, key))];
+        if (texts.some((text) => needles.some((needle) => text.includes(needle)))) {
+          found.push(key);
+        }
       }
     }
   }
