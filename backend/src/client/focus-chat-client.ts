@@ -16,6 +16,10 @@
  *   queue where streaming is not available or the stream cannot start.
  */
 
+// The two small helpers shared with the server (backend/src/shared: no Node API, bundled into the page).
+import { parseRetryAfterMs } from '../shared/retry-after.js';
+import { sleep } from '../shared/sleep.js';
+
 export interface ChatTurn {
   role: 'user' | 'assistant';
   content: string;
@@ -127,38 +131,6 @@ export interface FocusChatClient {
 
 const RETRYABLE_POST = new Set([429, 502, 503, 504]);
 
-/** Retry-After in seconds (or an HTTP date), as ms; undefined when absent or unreadable. */
-function retryAfterMs(response: Response): number | undefined {
-  const value = response.headers.get('retry-after');
-  if (!value) {
-    return undefined;
-  }
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) {
-    return Math.max(0, seconds * 1000);
-  }
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(new FocusChatError('aborted', 'The request was cancelled.'));
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new FocusChatError('aborted', 'The request was cancelled.'));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /** A whole HTTP exchange: status, Retry-After and the JSON body (undefined when not JSON). */
 interface Answer {
   status: number;
@@ -196,7 +168,7 @@ async function exchange(
   try {
     const response = await doFetch(url, { ...init, signal: controller.signal });
     const text = await response.text();
-    return { status: response.status, retryAfterMs: retryAfterMs(response), body: parseJson(text) };
+    return { status: response.status, retryAfterMs: parseRetryAfterMs(response.headers), body: parseJson(text) };
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', abort);
@@ -234,6 +206,9 @@ export function createFocusChatClient(options: FocusChatClientOptions): FocusCha
         throw instead ?? new FocusChatError('timeout', 'No answer in time. Please try again.');
       }
       await sleep(ms, signal);
+      if (signal?.aborted) {
+        throw new FocusChatError('aborted', 'The request was cancelled.');
+      }
     };
     const call = (url: string, init: RequestInit) =>
       exchange(doFetch, url, init, Math.max(1, Math.min(requestTimeoutMs, deadline - Date.now())), signal);

@@ -1,3 +1,4 @@
+import { sleep } from '../shared/sleep.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { type BreakerState, isCircuitOpenError, type ProviderBreaker } from './provider-breaker.js';
@@ -9,7 +10,6 @@ import {
   type UsageEstimator,
 } from './quota-governor.js';
 import { type RetryPolicy, retryDelayMs } from './retry-policy.js';
-import { sleep } from './sleep.js';
 import type { Completion, CompletionGateway, CompletionRequest, LlmProvider } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { sleep } from '../shared/sleep.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { OBSERVE, RESERVE, SETTLE } from './quota-scripts.js';
-import { sleep } from './sleep.js';
 import type { UpstreamLimits } from './types.js';
 
 /** Limits of one upstream key; 0 means unlimited. */

@@ -7,6 +7,7 @@
  *   text; neither a retry nor the fallback can take back what was sent
  */
 import type { UpstreamFailure } from '../errors.js';
+import { parseRetryAfterMs } from '../shared/retry-after.js';
 import type { UpstreamLimits } from './types.js';
 
 export type UpstreamErrorKind = UpstreamFailure['kind'];
@@ -35,27 +36,6 @@ export class UpstreamError extends Error implements UpstreamFailure {
 
 export function isUpstreamError(error: unknown): error is UpstreamError {
   return error instanceof UpstreamError;
-}
-
-/** Parses retry-after (seconds or an HTTP date) and retry-after-ms into milliseconds. */
-export function parseRetryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
-  if (!headers) {
-    return undefined;
-  }
-  const milliseconds = Number(headers.get('retry-after-ms'));
-  if (headers.get('retry-after-ms') && Number.isFinite(milliseconds) && milliseconds >= 0) {
-    return milliseconds;
-  }
-  const value = headers.get('retry-after');
-  if (!value) {
-    return undefined;
-  }
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) {
-    return seconds * 1000;
-  }
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 /** Parses Groq's reset durations such as "2m59.56s", "7.66s" or "120ms" into milliseconds. */

@@ -16,9 +16,10 @@ import { describe, expect, it } from 'vitest';
  * - db sits above telemetry, telemetry above redis: PostgreSQL code reports
  *   its outages through telemetry's tracker, and the cluster-wide stats live
  *   in Redis; redis itself takes only pino's Logger type.
- * - config, errors: leaves; config validates with its own parsers.
+ * - config, errors, shared: leaves; config validates with its own parsers;
+ *   shared/ holds the few helpers the browser client uses too (no Node API).
  * - client/ (shipped to the browser) is apart: it may import the server's
- *   types (`import type`, erased by the build), never its code.
+ *   types (`import type`, erased by the build) and shared/, no other code.
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['main'],
@@ -33,9 +34,11 @@ const LAYERS: readonly (readonly string[])[] = [
   ['db'],
   ['telemetry'],
   ['redis'],
-  ['config', 'errors'],
+  ['config', 'errors', 'shared'],
 ];
 const CLIENT = 'client';
+/** The one layer whose code the client may bundle. */
+const SHARED_WITH_CLIENT = 'shared';
 
 /**
  * Imports of code outside backend/src allowed anyway, each with its reason.
@@ -131,8 +134,10 @@ function layerViolations(files: readonly { path: string; source: string }[]): st
         continue;
       }
       if (from === CLIENT) {
-        if (kind !== 'type') {
-          violations.push(`${where}: the client may import the server's types only (import type)`);
+        if (kind !== 'type' && to !== SHARED_WITH_CLIENT) {
+          violations.push(
+            `${where}: the client may import the server's types (import type) and shared/, no other code`,
+          );
         }
         continue;
       }
@@ -205,14 +210,18 @@ describe('layers', () => {
         { path: 'redis/x.ts', source: "import { y } from '../queue/y.js';" },
         { path: 'llm/x.ts', source: "import type { Y } from '../auth/y.js';" },
         { path: 'chat/x.ts', source: "const sim = await import('../../sim/groq-simulator.js');" },
-        { path: 'client/x.ts', source: "import { y } from '../chat/y.js';\nimport type { Z } from '../chat/z.js';" },
+        {
+          path: 'client/x.ts',
+          source:
+            "import { y } from '../chat/y.js';\nimport type { Z } from '../chat/z.js';\nimport { s } from '../shared/s.js';",
+        },
         { path: 'http/x.ts', source: "import { y } from '../chat/y.js';" },
       ]),
     ).toEqual([
       'redis/x.ts -> ../queue/y.js (value): redis imports queue, a layer above it',
       'llm/x.ts -> ../auth/y.js (type): llm imports auth, its neighbour on the same row',
       'chat/x.ts -> ../../sim/groq-simulator.js (dynamic): production code imports from outside backend/src',
-      "client/x.ts -> ../chat/y.js (value): the client may import the server's types only (import type)",
+      "client/x.ts -> ../chat/y.js (value): the client may import the server's types (import type) and shared/, no other code",
     ]);
   });
 

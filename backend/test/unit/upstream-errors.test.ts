@@ -9,12 +9,8 @@ import {
 import { describe, expect, it } from 'vitest';
 import { AppError, upstreamToAppError } from '../../src/errors.js';
 import { toUpstreamError } from '../../src/llm/groq-provider.js';
-import {
-  parseDurationMs,
-  parseRetryAfterMs,
-  UpstreamError,
-  type UpstreamErrorKind,
-} from '../../src/llm/upstream-error.js';
+import { parseDurationMs, UpstreamError, type UpstreamErrorKind } from '../../src/llm/upstream-error.js';
+import { parseRetryAfterMs } from '../../src/shared/retry-after.js';
 
 /** What groq-sdk throws for an HTTP error answer, built the way the SDK builds it. */
 const sdkError = (status: number, headers: Record<string, string> = {}) =>
