@@ -3,6 +3,7 @@ import { DelayedError, type Job, type Queue, UnrecoverableError, WaitingError, W
 import type { Redis } from 'ioredis';
 import type { ChatService } from '../chat/chat-service.js';
 import { isUpstreamError } from '../llm/upstream-error.js';
+import { withTimeout } from '../shared/with-timeout.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ChatJobData } from './chat-queue.js';
@@ -43,19 +44,14 @@ const MAX_STALLED_COUNT = 1;
 const SHUTDOWN_REASON = 'instance shutting down';
 const HAND_BACK_TIMEOUT_MS = 2000;
 
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
+function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return withTimeout(
     promise.then(
       () => true,
       () => true,
     ),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return settled;
+    ms,
+  ).catch(() => false);
 }
 
 export function startChatWorker(options: ChatWorkerOptions): ChatWorker {

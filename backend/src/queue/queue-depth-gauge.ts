@@ -1,4 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
+import { withTimeout } from '../shared/with-timeout.js';
 
 export interface QueueDepthGaugeOptions {
   registry: Registry;
@@ -21,14 +22,8 @@ export function registerQueueDepthGauge(options: QueueDepthGaugeOptions): Gauge 
     labelNames: ['state'] as const,
     registers: [options.registry],
     async collect() {
-      let timer: NodeJS.Timeout | undefined;
       try {
-        const current = await Promise.race([
-          counts(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-          }),
-        ]);
+        const current = await withTimeout(counts(), timeoutMs);
         for (const state of ['waiting', 'active', 'delayed'] as const) {
           this.set({ state }, current[state]);
         }
@@ -36,8 +31,6 @@ export function registerQueueDepthGauge(options: QueueDepthGaugeOptions): Gauge 
         for (const state of ['waiting', 'active', 'delayed'] as const) {
           this.set({ state }, Number.NaN);
         }
-      } finally {
-        clearTimeout(timer);
       }
     },
   });

@@ -1,4 +1,5 @@
 import type { LlmProvider } from '../llm/types.js';
+import { withTimeout } from '../shared/with-timeout.js';
 import type { SafetyCategory } from './types.js';
 
 export type ModerationOutcome =
@@ -62,13 +63,6 @@ export function createModerationModel(options: ModerationModelOptions): Moderati
   return {
     async classify(texts) {
       const controller = new AbortController();
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<ModerationOutcome>((resolve) => {
-        timer = setTimeout(() => {
-          controller.abort();
-          resolve({ outcome: 'timeout' });
-        }, timeoutMs);
-      });
       // One user turn: Llama Guard classifies the last user message of a conversation.
       const call = provider
         .complete({
@@ -81,9 +75,11 @@ export function createModerationModel(options: ModerationModelOptions): Moderati
         .then((completion) => parseModeration(completion.text))
         .catch((): ModerationOutcome => ({ outcome: controller.signal.aborted ? 'timeout' : 'error' }));
       try {
-        return await Promise.race([call, deadline]);
-      } finally {
-        clearTimeout(timer);
+        return await withTimeout(call, timeoutMs);
+      } catch {
+        // `call` never rejects: this is the deadline.
+        controller.abort();
+        return { outcome: 'timeout' };
       }
     },
   };

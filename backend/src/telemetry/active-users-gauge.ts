@@ -1,4 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
+import { withTimeout } from '../shared/with-timeout.js';
 
 export interface ActiveUsersGaugeOptions {
   registry: Registry;
@@ -6,14 +7,6 @@ export interface ActiveUsersGaugeOptions {
   count(): Promise<number>;
   /** A scrape must not hang on Redis: past this, the sample is NaN. */
   timeoutMs: number;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
