@@ -173,6 +173,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     prefix: config.REDIS_PREFIX,
     ttlSeconds: config.CACHE_TTL_SECONDS,
     metrics,
+    stats: clusterStats,
     tracker: createDegradationTracker('response-cache', logger, metrics),
   });
   const chat = createChatService({

@@ -115,6 +115,7 @@ async function startApp(variant: Variant, stats: ClusterStats, cacheKey: string)
     prefix,
     ttlSeconds: 600,
     metrics,
+    stats,
     tracker: createDegradationTracker('response-cache', logger, metrics),
   });
   const app = new Koa<AppState>();

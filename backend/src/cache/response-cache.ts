@@ -1,9 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { TokenUsage } from '../llm/types.js';
-import { redisScript } from '../redis/redis-script.js';
+import type { ClusterStats } from '../telemetry/cluster-stats.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { BUCKET_TTL_SECONDS, currentSecond, FIELD, windowKey } from '../telemetry/stats-window.js';
 
 export interface CachedAnswer {
   response: string;
@@ -26,21 +25,24 @@ export interface ResponseCache {
   forgetOwner(owner: string): Promise<void>;
 }
 
-// Reads the first present entry of KEYS[2..] and counts the hit or miss in the
-// cluster-wide one-minute window (KEYS[1], telemetry/stats-window.ts), in one round trip.
-const GET_AND_COUNT = redisScript(new URL('./get-and-count.lua', import.meta.url));
-
 export interface RedisResponseCacheOptions {
   redis: Redis;
   /** Prefix of every key, e.g. "focus:". */
   prefix: string;
   ttlSeconds: number;
   metrics: Metrics;
+  /** Counts each lookup (hit or miss) in the cluster-wide window, batched with the other figures. */
+  stats: Pick<ClusterStats, 'recordCacheLookup'>;
   tracker: DegradationTracker;
 }
 
+/**
+ * Every command names one key, or keys of one owner: each entry hashes to its
+ * own Redis Cluster slot (entries are shared by everyone who asks the same),
+ * so an owner's index and the entries it lists are never in one command.
+ */
 export function createRedisResponseCache(options: RedisResponseCacheOptions): ResponseCache {
-  const { redis, prefix, ttlSeconds, metrics, tracker } = options;
+  const { redis, prefix, ttlSeconds, metrics, stats, tracker } = options;
   const entryKey = (key: string) => `${prefix}cache:v1:${key}`;
   // The keys of the answers stored from one user's conversations, for account deletion.
   const ownerKey = (owner: string) => `${prefix}cache:owner:${owner}`;
@@ -49,13 +51,10 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
     async get(key) {
       const entries = (typeof key === 'string' ? [key] : key).map(entryKey);
       try {
-        const raw = (await GET_AND_COUNT.run(
-          redis,
-          [windowKey(prefix, currentSecond()), ...entries],
-          [FIELD.cacheHits, FIELD.cacheMisses, BUCKET_TTL_SECONDS],
-        )) as string | null;
+        const raw = (await Promise.all(entries.map((entry) => redis.get(entry)))).find((value) => value !== null);
         tracker.succeeded();
-        if (raw === null) {
+        stats.recordCacheLookup(raw !== undefined);
+        if (raw === undefined) {
           metrics.cacheLookups.inc({ result: 'miss' });
           return undefined;
         }
@@ -70,16 +69,11 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
 
     async set(key, answer, owner) {
       try {
-        if (owner === undefined) {
-          await redis.set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds);
-        } else {
-          await redis
-            .multi()
-            .set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds)
-            .sadd(ownerKey(owner), key)
-            .expire(ownerKey(owner), ttlSeconds)
-            .exec();
+        if (owner !== undefined) {
+          // The owner's index first: an entry is never stored unlisted, so deleting the owner finds it.
+          await redis.multi().sadd(ownerKey(owner), key).expire(ownerKey(owner), ttlSeconds).exec();
         }
+        await redis.set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds);
         tracker.succeeded();
       } catch (error) {
         tracker.failed(error);
@@ -88,7 +82,7 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
 
     async owned(owner) {
       const keys = await redis.smembers(ownerKey(owner));
-      const values = keys.length === 0 ? [] : await redis.mget(...keys.map(entryKey));
+      const values = await Promise.all(keys.map((key) => redis.get(entryKey(key))));
       return values
         .filter((value): value is string => value !== null)
         .map((value) => JSON.parse(value) as CachedAnswer);
@@ -96,7 +90,8 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
 
     async forgetOwner(owner) {
       const keys = await redis.smembers(ownerKey(owner));
-      await redis.del(ownerKey(owner), ...keys.map(entryKey));
+      await Promise.all(keys.map((key) => redis.del(entryKey(key))));
+      await redis.del(ownerKey(owner));
     },
   };
 }

@@ -51,6 +51,8 @@ export interface ClusterSnapshot {
 export interface ClusterStats {
   recordRequest(sample: RequestSample): void;
   recordUpstream(provider: string, tokens: number): void;
+  /** One response-cache lookup, a hit or a miss. */
+  recordCacheLookup(hit: boolean): void;
   /** Writes what is pending now (at shutdown). Never rejects. */
   flush(): Promise<void>;
   activeUsers(): Promise<number>;
@@ -234,6 +236,11 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
         batch.add(second, FIELD.clientErrors, 1);
       }
       batch.touch(sample.callerId, nowMs);
+      schedule();
+    },
+
+    recordCacheLookup(hit) {
+      batch.add(currentSecond(), hit ? FIELD.cacheHits : FIELD.cacheMisses, 1);
       schedule();
     },
 

@@ -55,10 +55,11 @@ describe('two instances sharing one Redis', () => {
     expect(second.json).toMatchObject({ cached: true, response: answer.response, usage: answer.usage });
     expect(simulator.stats().byStatus).toEqual({ 200: 1 });
 
-    // Hit and miss counts live in Redis, so any instance reports the cluster's.
+    // Hit and miss counts live in Redis, so any instance reports the cluster's (once the other's batch is flushed).
     for (const backend of [a, b]) {
-      const stats = (await request(`${backend.url}/api/chat/stats`)).json as { cacheStats: unknown };
-      expect(stats.cacheStats).toMatchObject({ hits: 1, misses: 1 });
+      await expect
+        .poll(async () => ((await request(`${backend.url}/api/chat/stats`)).json as { cacheStats: unknown }).cacheStats)
+        .toMatchObject({ hits: 1, misses: 1 });
     }
   });
 
