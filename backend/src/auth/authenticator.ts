@@ -185,7 +185,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
 
     async forget(userId, identityHashes) {
       markGone(userId);
-      await redis.del(versionKey(userId), ...identityHashes.map(externalKey));
+      // One DEL per key: on a Redis Cluster the keys lie in different slots.
+      await Promise.all([versionKey(userId), ...identityHashes.map(externalKey)].map((key) => redis.del(key)));
     },
   };
 }
