@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { TokenUsage } from '../llm/types.js';
+import { redisScript } from '../redis/redis-script.js';
 import type { ClusterStats } from '../telemetry/cluster-stats.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -24,6 +25,9 @@ export interface ResponseCache {
   /** Deletes every answer stored from the owner's conversations; throws when Redis fails. */
   forgetOwner(owner: string): Promise<void>;
 }
+
+// SADD and EXPIRE of the owner's index in one command (a MULTI of them was four).
+const OWNER_ADD = redisScript(new URL('./owner-add.lua', import.meta.url));
 
 export interface RedisResponseCacheOptions {
   redis: Redis;
@@ -71,7 +75,7 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
       try {
         if (owner !== undefined) {
           // The owner's index first: an entry is never stored unlisted, so deleting the owner finds it.
-          await redis.multi().sadd(ownerKey(owner), key).expire(ownerKey(owner), ttlSeconds).exec();
+          await OWNER_ADD.run(redis, [ownerKey(owner)], [key, ttlSeconds]);
         }
         await redis.set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds);
         tracker.succeeded();

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { CallerKeys } from '../redis/caller-key.js';
+import { redisScript } from '../redis/redis-script.js';
 import { fromRedis, RedisUnavailableError } from '../redis/redis-unavailable.js';
 import type { DegradationTracker } from './degradation.js';
 import { createStatsBatch } from './stats-batch.js';
@@ -75,6 +76,10 @@ export interface ClusterStatsOptions {
 /** How long samples gather in memory before one write; the figures lag by at most this. */
 const FLUSH_INTERVAL_MS = 250;
 /** Past every instance's next flush (with room for a slow one) after an account is deleted. */
+/** The active users' members past the window go every this many flushes (about 5 s). */
+const PRUNE_EVERY_FLUSHES = 20;
+/** One command per flush: the window hashes and the active users share the {stats} slot. */
+const FLUSH = redisScript(new URL('./stats-flush.lua', import.meta.url));
 const FORGET_SWEEP_MS = 4 * FLUSH_INTERVAL_MS;
 /**
  * A window read (61 commands, a few ms of parsing) is shared by the pages asked
@@ -135,6 +140,7 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
   const activeWindowMs = options.activeUserWindowSeconds * 1000;
   const batch = createStatsBatch();
   let timer: NodeJS.Timeout | undefined;
+  let flushes = 0;
   let snapshot: { readAtMs: number; value: Promise<ClusterSnapshot> } | undefined;
 
   function schedule(): void {
@@ -152,27 +158,24 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
       return;
     }
     const { buckets, callers } = batch.take();
-    const pipeline = redis.pipeline();
+    const keys = [activeKey];
+    // Hashed: who is active matters, not their address.
+    const args: (string | number)[] = [
+      BUCKET_TTL_SECONDS,
+      options.activeUserWindowSeconds,
+      // Reads count by score, so members past the window only take room: pruned every few flushes.
+      flushes % PRUNE_EVERY_FLUSHES === 0 ? Date.now() - activeWindowMs : '',
+      callers.size,
+      ...[...callers].flatMap(([id, atMs]) => [atMs, options.callerKeys.hash(id)]),
+    ];
+    flushes += 1;
     for (const [second, fields] of buckets) {
-      const key = windowKey(prefix, second);
-      for (const [field, by] of fields) {
-        pipeline.hincrby(key, field, by);
-      }
-      pipeline.expire(key, BUCKET_TTL_SECONDS);
-    }
-    if (callers.size > 0) {
-      // Hashed: who is active matters, not their address.
-      pipeline.zadd(activeKey, ...[...callers].flatMap(([id, atMs]) => [atMs, options.callerKeys.hash(id)]));
-      pipeline.zremrangebyscore(activeKey, '-inf', Date.now() - activeWindowMs);
-      pipeline.expire(activeKey, options.activeUserWindowSeconds);
+      keys.push(windowKey(prefix, second));
+      args.push(fields.size, ...[...fields].flat());
     }
     try {
-      const failure = (await pipeline.exec())?.find(([error]) => error !== null)?.[0];
-      if (failure) {
-        tracker.failed(failure);
-      } else {
-        tracker.succeeded();
-      }
+      await FLUSH.run(redis, keys, args);
+      tracker.succeeded();
     } catch (error) {
       tracker.failed(error);
     }
@@ -184,7 +187,8 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
    * theirs for up to one flush interval: a second removal after that sweeps it.
    */
   async function forgetCaller(callerId: string): Promise<void> {
-    void flush();
+    // Awaited: the flush script may need a second send (NOSCRIPT on a fresh server), which could land after.
+    await flush();
     const member = options.callerKeys.hash(callerId);
     await redis.zrem(activeKey, member);
     setTimeout(() => {
@@ -192,9 +196,9 @@ export function createClusterStats(options: ClusterStatsOptions): ClusterStats {
     }, FORGET_SWEEP_MS).unref();
   }
 
-  /** Sends this instance's pending samples first: one connection keeps the order, so the read sees them. */
+  /** Writes this instance's pending samples first, so the read sees them. */
   async function read(pipeline: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
-    void flush();
+    await flush();
     try {
       const values = ((await fromRedis(() => pipeline.exec())) ?? []).map(([error, value]) => {
         if (error) {
