@@ -3,6 +3,7 @@ import { DelayedError, type Job, type Queue, UnrecoverableError, WaitingError, W
 import type { Redis } from 'ioredis';
 import type { ChatService } from '../chat/chat-service.js';
 import { isUpstreamError } from '../llm/upstream-error.js';
+import { createOutageReporter } from '../shared/outage.js';
 import { withTimeout } from '../shared/with-timeout.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -196,17 +197,13 @@ export function startChatWorker(options: ChatWorkerOptions): ChatWorker {
       .park(jobId, 'stalled', 0)
       .catch((error: unknown) => log.error({ err: error, jobId }, 'cannot record stalled job'));
   });
-  let workerHealthy = true;
-  worker.on('error', (error) => {
-    // Redis outages make BullMQ report every reconnect attempt: log the first only.
-    if (workerHealthy) {
-      workerHealthy = false;
-      log.warn({ err: { message: error.message } }, 'queue worker error; BullMQ retries');
-    }
+  // Redis outages make BullMQ report every reconnect attempt: log the first only.
+  const outage = createOutageReporter({
+    started: (error) => log.warn({ err: { message: (error as Error).message } }, 'queue worker error; BullMQ retries'),
+    ended: () => log.info('queue worker connected again'),
   });
-  worker.on('ready', () => {
-    workerHealthy = true;
-  });
+  worker.on('error', outage.failed);
+  worker.on('ready', outage.succeeded);
 
   const reconciler = startLineReconciler({ queue: options.queue, ledger, logger: log });
 

@@ -1,6 +1,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisEndpoint } from '../config.js';
+import { createOutageReporter } from '../shared/outage.js';
 import { type RedisTarget, redisTarget } from './redis-target.js';
 
 export type { Redis };
@@ -53,21 +54,13 @@ export function createRedisClient(options: RedisClientOptions): Redis {
   // Log a state change once, not every reconnect attempt. ioredis emits
   // 'reconnecting' only when a connection drops unexpectedly (not on quit), and
   // at once, whereas 'error' waits for a reconnect attempt to fail.
-  let healthy = true;
-  const lost = (reason: string) => {
-    if (healthy) {
-      healthy = false;
-      log.warn({ err: { message: reason } }, 'redis connection lost; degrading');
-    }
-  };
-  client.on('error', (error: Error) => lost(error.message));
-  client.on('reconnecting', () => lost('connection closed'));
-  client.on('ready', () => {
-    if (!healthy) {
-      healthy = true;
-      log.info('redis connection restored');
-    }
+  const outage = createOutageReporter({
+    started: (reason) => log.warn({ err: { message: String(reason) } }, 'redis connection lost; degrading'),
+    ended: () => log.info('redis connection restored'),
   });
+  client.on('error', (error: Error) => outage.failed(error.message));
+  client.on('reconnecting', () => outage.failed('connection closed'));
+  client.on('ready', outage.succeeded);
   return client;
 }
 

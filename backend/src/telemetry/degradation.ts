@@ -1,3 +1,4 @@
+import { createOutageReporter } from '../shared/outage.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
@@ -17,22 +18,19 @@ export function createDegradationTracker(
   metrics: Metrics,
   dependency: 'redis' | 'postgres' = 'redis',
 ): DegradationTracker {
-  let degraded = false;
   const errors = dependency === 'redis' ? metrics.redisErrors : metrics.postgresErrors;
+  const outage = createOutageReporter({
+    started(error) {
+      const message = error instanceof Error ? error.message : String(error);
+      logger.warn({ component, dependency, err: { message } }, `${component}: ${dependency} failing, degrading`);
+    },
+    ended: () => logger.info({ component, dependency }, `${component}: ${dependency} back, recovered`),
+  });
   return {
     failed(error: unknown) {
       errors.inc({ component });
-      if (!degraded) {
-        degraded = true;
-        const message = error instanceof Error ? error.message : String(error);
-        logger.warn({ component, dependency, err: { message } }, `${component}: ${dependency} failing, degrading`);
-      }
+      outage.failed(error);
     },
-    succeeded() {
-      if (degraded) {
-        degraded = false;
-        logger.info({ component, dependency }, `${component}: ${dependency} back, recovered`);
-      }
-    },
+    succeeded: outage.succeeded,
   };
 }
