@@ -26,12 +26,13 @@ export interface CallerRateLimit {
 }
 
 /**
- * Per-caller limit shared by every instance through Redis. When Redis fails,
- * each instance falls back to its own in-memory limiter with the same limit
- * (fail open, but not unlimited); the outage is logged once. Counters are keyed by the caller's hash, never
- * its id or address.
+ * A per-caller counter in Redis, shared by every instance, with
+ * rate-limiter-flexible's insurance limiter: while Redis fails, each instance
+ * counts in memory with the same limit (fail open, but not unlimited). The
+ * insurance marks its answers, so the outage is logged once when it starts and
+ * once when Redis answers again. Counters are keyed by the caller's Redis name,
+ * never its id or address.
  */
-/** A counter in Redis with an in-memory stand-in of the same limit for when Redis fails. */
 function sharedLimiter(options: {
   redis: Redis;
   keyPrefix: string;
@@ -39,28 +40,48 @@ function sharedLimiter(options: {
   durationSeconds: number;
   tracker: DegradationTracker;
 }) {
+  const { tracker } = options;
+  const fromInsurance = new WeakSet<RateLimiterRes>();
+  class ReportingInsurance extends RateLimiterMemory {
+    override async consume(...args: Parameters<RateLimiterMemory['consume']>): Promise<RateLimiterRes> {
+      tracker.failed(new Error('no answer from redis; counting in memory'));
+      try {
+        const result = await super.consume(...args);
+        fromInsurance.add(result);
+        return result;
+      } catch (rejection) {
+        if (rejection instanceof RateLimiterRes) {
+          fromInsurance.add(rejection);
+        }
+        throw rejection;
+      }
+    }
+  }
   const shared = new RateLimiterRedis({
     storeClient: options.redis,
     keyPrefix: options.keyPrefix,
     points: options.points,
     duration: options.durationSeconds,
     rejectIfRedisNotReady: true,
+    insuranceLimiter: new ReportingInsurance({ points: options.points, duration: options.durationSeconds }),
   });
-  const insurance = new RateLimiterMemory({ points: options.points, duration: options.durationSeconds });
+  const answered = (result: RateLimiterRes) => {
+    if (!fromInsurance.has(result)) {
+      tracker.succeeded();
+    }
+  };
   return {
     shared,
     async consume(key: string): Promise<RateLimiterRes> {
       try {
         const result = await shared.consume(key);
-        options.tracker.succeeded();
+        answered(result);
         return result;
       } catch (rejection) {
         if (rejection instanceof RateLimiterRes) {
-          options.tracker.succeeded();
-          throw rejection;
+          answered(rejection);
         }
-        options.tracker.failed(rejection);
-        return insurance.consume(key);
+        throw rejection;
       }
     },
   };
@@ -82,7 +103,7 @@ export function rateLimit(options: RateLimitOptions): CallerRateLimit {
   return {
     middleware: limitByCaller((caller) => options.pointsPerMinute[caller.kind], consume, metrics),
     async used(caller) {
-      const result = await limiters[caller.kind].shared.get(options.callerKeys.hash(caller.id)).catch(() => null);
+      const result = await limiters[caller.kind].shared.get(options.callerKeys.hash(caller.id));
       return result?.consumedPoints ?? 0;
     },
     async forget(caller) {
