@@ -1,25 +1,37 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '../../backend/src/config.js';
-import { freePort, isPortFree, pollUntil, sleep } from './ports.js';
-import { canStartPostgres, DEFAULT_DATABASE_URL, probePostgres, stopLeftoverPostgres } from './postgres.js';
-import { aptInstall, ensureCommands, hasCommand } from './prerequisites.js';
-import { endStackProcesses, isRunning, isStackProcess, stackProcesses } from './process-group.js';
-import {
-  type RunPaths,
-  type RunState,
-  readRunState,
-  removeRunState,
-  runPaths,
-  writeDesiredInstances,
-} from './run-state.js';
-import { DEFAULT_REDIS_URL, needsSimulator, redactUrl, redisReachable } from './services.js';
+import { alive, connectPm2, daemonPid, endProcesses, orphans, type Pm2, pm2Home } from './pm2.js';
+import { freePort, httpOk, isPortFree, pollUntil, redactUrl, sleep } from './ports.js';
+import { canStartPostgres, DEFAULT_DATABASE_URL, probePostgres, providePostgres, stopPostgres } from './postgres.js';
+import { aptInstall, ensureCommands } from './prerequisites.js';
+import { prometheusApp, prometheusSkipReason, writeTargets } from './prometheus.js';
 import { DEFAULT_INSTANCES, loadStackSettings, type StackSettings, slotPort } from './settings.js';
+import {
+  caddyApp,
+  envFile,
+  instanceApp,
+  instanceId,
+  logFile,
+  type RunState,
+  readStack,
+  redisApp,
+  releaseSlot,
+  removeStack,
+  runState,
+  type StackInfo,
+  simulatorApp,
+  slotsApp,
+  slotsSocket,
+  writeStack,
+} from './stack.js';
 import { formatStatus, instancesWord, shown } from './status-text.js';
 
 /**
- * `make up|scale|down|status|logs` for the local stack:
+ * `make up|scale|down|status|logs` for the local stack, on PM2 (pm2.ts):
  *   node --import tsx deploy/local/cli.ts up [N] | scale N | down | status | logs [--no-follow]
  * Settings come from the environment (see settings.ts and deploy/local/README.md).
  */
@@ -27,6 +39,7 @@ import { formatStatus, instancesWord, shown } from './status-text.js';
 const STARTUP_TIMEOUT_MS = 180_000;
 /** Caddy checks each slot every second; a ready instance is in rotation after the next check. */
 const CADDY_HEALTH_INTERVAL_MS = 1000;
+const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 const write = (line = '') => process.stdout.write(`${line}\n`);
 
@@ -40,13 +53,20 @@ function parseCount(raw: string | undefined, settings: StackSettings, fallback?:
   return count;
 }
 
-function runningState(paths: RunPaths): RunState | undefined {
-  const state = readRunState(paths);
-  return state && isStackProcess(state.supervisorPid, paths.dir) ? state : undefined;
-}
+/** With no key and no base URL of their own, the instances share one simulator (one cache, one quota). */
+const needsSimulator = (env: NodeJS.ProcessEnv) => !env.GROQ_API_KEY && !env.GROQ_API_KEY_FILE && !env.GROQ_BASE_URL;
 
-function tail(file: string, lines: number): string {
-  return existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : '';
+async function redisReachable(url: string, password?: string): Promise<boolean> {
+  const client = new Redis(url, { password, lazyConnect: true, connectTimeout: 1500, maxRetriesPerRequest: 0 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
 }
 
 /** A port the user did not fix may move to a free one; a fixed one must be free. */
@@ -60,36 +80,32 @@ async function choosePort(name: string, port: number, fixed: boolean): Promise<n
   return freePort();
 }
 
-async function checkPorts(settings: StackSettings): Promise<{ caddyAdminPort: number; prometheusPort: number }> {
+async function checkPorts(settings: StackSettings): Promise<StackSettings> {
   if (!(await isPortFree(settings.publicPort, settings.publicBind))) {
     throw new UsageError(`PUBLIC_PORT=${settings.publicPort} is in use; stop what uses it or set PUBLIC_PORT`);
   }
   for (let slot = 0; slot < settings.maxInstances; slot += 1) {
-    const port = slotPort(settings, slot);
-    if (!(await isPortFree(port))) {
+    if (!(await isPortFree(slotPort(settings, slot)))) {
       throw new UsageError(
-        `port ${port} (instance slot ${slot + 1} of BACKEND_BASE_PORT=${settings.backendBasePort}…+${settings.maxInstances - 1}) is in use; set BACKEND_BASE_PORT`,
+        `port ${slotPort(settings, slot)} (instance slot ${slot + 1} of BACKEND_BASE_PORT=${settings.backendBasePort}…+${settings.maxInstances - 1}) is in use; set BACKEND_BASE_PORT`,
       );
     }
   }
   return {
+    ...settings,
     caddyAdminPort: await choosePort('CADDY_ADMIN_PORT', settings.caddyAdminPort, settings.caddyAdminPortFixed),
     prometheusPort: await choosePort('PROMETHEUS_PORT', settings.prometheusPort, settings.prometheusPortFixed),
   };
 }
 
-/**
- * The instances' settings, checked here as instance 1 will read them: a bad
- * one would otherwise show only as a crash loop until the supervisor gives up.
- */
+/** The instances' settings, checked as instance 1 will read them: a bad one would otherwise be a crash loop. */
 function checkBackendConfig(settings: StackSettings): void {
   try {
     loadConfig({
       ...process.env,
       HOST: '127.0.0.1',
       PORT: String(slotPort(settings, 0)),
-      LISTEN_FD: '3',
-      // The supervisor points them at the simulator it starts.
+      // The runner points them at the simulator it starts.
       ...(needsSimulator(process.env) ? { GROQ_BASE_URL: 'http://127.0.0.1' } : {}),
     });
   } catch (error) {
@@ -100,11 +116,7 @@ function checkBackendConfig(settings: StackSettings): void {
   }
 }
 
-/**
- * Whether the stack can have a PostgreSQL: one answering at DATABASE_URL (or
- * the default), else Debian's packages to start one from (installed here when
- * root, as for redis-server). The supervisor then uses or starts it (postgres.ts).
- */
+/** Whether the stack can have a PostgreSQL: one answering, else Debian's packages to start one from. */
 async function checkPostgres(): Promise<void> {
   const explicit = process.env.DATABASE_URL;
   const wanted = explicit || DEFAULT_DATABASE_URL;
@@ -121,18 +133,70 @@ async function checkPostgres(): Promise<void> {
       ? `PostgreSQL does not answer at ${where}: the stack starts one (Debian's cluster, or its own in RUN_DIR/postgres).`
       : `PostgreSQL at ${where} refuses user postgres (${probe.reason}): the stack starts its own in RUN_DIR/postgres.`,
   );
-  if (canStartPostgres()) {
-    return;
+  const installed = canStartPostgres() ? { ok: true as const } : aptInstall(['postgresql'], write);
+  if (!installed.ok || !canStartPostgres()) {
+    throw new UsageError(
+      installed.ok
+        ? 'apt-get installed postgresql, but no /usr/lib/postgresql/*/bin/initdb'
+        : `PostgreSQL is not installed: ${installed.instructions}, or set DATABASE_URL to a running one.`,
+    );
   }
-  const installed = aptInstall(['postgresql'], write);
-  if (installed.ok && canStartPostgres()) {
-    return;
+}
+
+/** One secret for the whole stack, drawn once and kept in the run directory (mode 0600). */
+function stackSecret(file: string): string {
+  if (!existsSync(file)) {
+    writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
   }
-  throw new UsageError(
-    installed.ok || installed.attempted
-      ? `${installed.ok ? 'apt-get installed postgresql, but no /usr/lib/postgresql/*/bin/initdb' : installed.instructions}`
-      : `PostgreSQL is not installed: install it (sudo apt-get install -y postgresql), or set DATABASE_URL to a running one.`,
-  );
+  chmodSync(file, 0o600);
+  return readFileSync(file, 'utf8').trim();
+}
+
+/** What every instance gets: the make up environment, plus what the whole stack must share. */
+function instanceEnv(runDir: string): Record<string, string> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([, value]) => value !== undefined)) as Record<
+    string,
+    string
+  >;
+  // Longer than one Caddy health interval (1 s), so Caddy has seen an instance report not-ready before it stops listening.
+  env.SHUTDOWN_DRAIN_MS ||= '3000';
+  // One key for the whole stack, so one caller has the same tag in every instance's log.
+  env.LOG_CALLER_SALT ||= randomBytes(32).toString('hex');
+  // Every instance signs and checks device tokens with one key, kept so tokens outlive a make down / make up.
+  if (!env.AUTH_JWT_SECRET && !env.AUTH_JWT_SECRET_FILE) {
+    env.AUTH_JWT_SECRET = stackSecret(join(runDir, 'auth-jwt-secret'));
+  }
+  return env;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, settings: StackSettings, ms = 60_000) {
+  if (!(await pollUntil(check, ms, 200))) {
+    throw new UsageError(`${what} did not start; see ${shown(join(settings.runDir, 'logs'))}/`);
+  }
+}
+
+/** REDIS_URL (or the default) when it answers, else a redis-server of our own under PM2. */
+async function provideRedis(pm2: Pm2, settings: StackSettings, env: Record<string, string>) {
+  const wanted = env.REDIS_URL || DEFAULT_REDIS_URL;
+  const password =
+    env.REDIS_PASSWORD || (env.REDIS_PASSWORD_FILE && readFileSync(env.REDIS_PASSWORD_FILE, 'utf8').trim());
+  // With REDIS_SENTINELS the instances find the primary themselves.
+  if (env.REDIS_SENTINELS || (await redisReachable(wanted, password || undefined))) {
+    return { url: wanted, managed: false };
+  }
+  write(`Redis does not answer at ${redactUrl(wanted)}: the stack starts its own redis-server.`);
+  const port = await freePort();
+  const config: string[] = [];
+  if (password) {
+    // The instances send REDIS_PASSWORD: ours asks for it, from a file (argv shows in ps).
+    const file = join(settings.runDir, 'redis.conf');
+    writeFileSync(file, `requirepass "${password.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"\n`, { mode: 0o600 });
+    config.push(file);
+  }
+  await pm2.start(redisApp(settings.runDir, port, config, env.REDIS_MAXMEMORY));
+  const url = `redis://127.0.0.1:${port}`;
+  await waitFor('redis-server', () => redisReachable(url, password || undefined), settings);
+  return { url, managed: true };
 }
 
 async function chatAnswers(publicUrl: string): Promise<boolean> {
@@ -146,189 +210,246 @@ async function chatAnswers(publicUrl: string): Promise<boolean> {
   return response.status === 200;
 }
 
-async function up(settings: StackSettings, paths: RunPaths, rawCount: string | undefined): Promise<void> {
+async function status(pm2: Pm2, settings: StackSettings): Promise<RunState> {
+  const state = await runState(pm2, settings, daemonPid(settings.runDir) ?? 0);
+  if (!state) {
+    throw new UsageError(`Nothing is running in ${settings.runDir}; start it with make up`);
+  }
+  return state;
+}
+
+const allReady = (state: RunState, count: number) =>
+  state.instances.length === count && state.instances.every((instance) => instance.status === 'ready');
+
+async function startStack(pm2: Pm2, base: StackSettings, count: number): Promise<void> {
+  const settings = await checkPorts(base);
+  const env = instanceEnv(settings.runDir);
+  const redis = await provideRedis(pm2, settings, env);
+  env.REDIS_URL = redis.url;
+  const postgres = await providePostgres({ runDir: settings.runDir, say: write }, env);
+  env.DATABASE_URL = postgres.url;
+  let simulator: StackInfo['simulator'] = null;
+  if (needsSimulator(env)) {
+    write('GROQ_API_KEY is not set: the instances answer from the bundled Groq simulator.');
+    const port = await freePort();
+    await pm2.start(simulatorApp(settings, port, env));
+    simulator = { url: `http://127.0.0.1:${port}` };
+    env.GROQ_BASE_URL = simulator.url;
+    await waitFor('The Groq simulator', () => httpOk(`${simulator?.url}/healthz`), settings);
+  }
+  writeFileSync(envFile(settings.runDir), JSON.stringify(env), { mode: 0o600 });
+  const skip = prometheusSkipReason(settings);
+  const host = settings.publicBind === '0.0.0.0' ? '127.0.0.1' : settings.publicBind;
+  const info: StackInfo = {
+    publicUrl: `http://${host}:${settings.publicPort}`,
+    desiredInstances: count,
+    maxInstances: settings.maxInstances,
+    redis,
+    postgres,
+    simulator,
+    caddy: { adminUrl: `http://127.0.0.1:${settings.caddyAdminPort}` },
+    prometheus: skip ? null : { url: `http://127.0.0.1:${settings.prometheusPort}` },
+  };
+  writeStack(settings.runDir, info);
+  rmSync(slotsSocket(settings.runDir), { force: true });
+  await pm2.start(slotsApp(settings.runDir));
+  await waitFor('The slot socket holder (slots.py)', async () => existsSync(slotsSocket(settings.runDir)), settings);
+  for (let slot = 0; slot < count; slot += 1) {
+    await pm2.start(instanceApp(settings, slot, env));
+  }
+  await pm2.start(caddyApp(settings, env));
+  await waitFor('Caddy', () => httpOk(`${info.caddy.adminUrl}/config/`), settings);
+  if (skip) {
+    write(`Prometheus not started: ${skip}.`);
+  } else {
+    await pm2.start(prometheusApp(settings, count));
+    await waitFor('Prometheus', () => httpOk(`${info.prometheus?.url}/-/ready`), settings);
+  }
+  await waitFor(
+    'The instances',
+    async () => allReady(await status(pm2, settings), count),
+    settings,
+    STARTUP_TIMEOUT_MS,
+  );
+  await waitFor('Caddy (answering chat)', () => chatAnswers(info.publicUrl), settings);
+}
+
+async function up(settings: StackSettings, rawCount: string | undefined): Promise<void> {
   const count = parseCount(rawCount, settings, DEFAULT_INSTANCES);
-  const existing = readRunState(paths);
-  if (existing && isStackProcess(existing.supervisorPid, paths.dir)) {
+  if (daemonPid(settings.runDir) && readStack(settings.runDir)) {
+    const pm2 = await connectPm2(settings.runDir);
+    const state = await status(pm2, settings).finally(() => pm2.disconnect());
     write(
-      `Already running in ${shown(paths.dir)} (${instancesWord(existing.instances.length)}). Use make scale N=… or make down.`,
+      `Already running in ${shown(settings.runDir)} (${instancesWord(state.instances.length)}). Use make scale N=… or make down.`,
     );
     return;
   }
-  if (existing) {
-    // A supervisor that died (killed, machine slept…) may have left children behind.
-    await endStackProcesses(existing.supervisorPid, paths.dir, [], 10_000);
-    removeRunState(paths);
-  }
-
+  // What a daemon killed with -9 left behind, if anything.
+  await endProcesses(orphans(settings.runDir), 10_000);
   checkBackendConfig(settings);
-  const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
-  const needs = ['caddy'];
-  if (!(await redisReachable(redisUrl))) {
-    write(
-      `Redis does not answer at ${process.env.REDIS_URL ? 'REDIS_URL' : DEFAULT_REDIS_URL}: the stack starts its own redis-server.`,
-    );
-    needs.push('redis-server');
-  }
+  const needs = [
+    'caddy',
+    'python3',
+    ...((await redisReachable(process.env.REDIS_URL || DEFAULT_REDIS_URL)) ? [] : ['redis-server']),
+  ];
   const installed = ensureCommands(needs, write);
   if (!installed.ok) {
     throw new UsageError(installed.instructions);
   }
   await checkPostgres();
-  const ports = await checkPorts(settings);
-
-  mkdirSync(paths.logs, { recursive: true });
-  writeDesiredInstances(paths, count);
-  const logFd = openSync(paths.log('supervisor'), 'a');
-  const supervisor = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(settings.repoRoot, 'deploy/local/supervisor.ts')],
-    {
-      cwd: settings.repoRoot,
-      env: {
-        ...process.env,
-        RUN_DIR: paths.dir,
-        CADDY_ADMIN_PORT: String(ports.caddyAdminPort),
-        PROMETHEUS_PORT: String(ports.prometheusPort),
-      },
-      detached: true,
-      stdio: ['ignore', logFd, logFd],
-    },
-  );
-  closeSync(logFd);
-  supervisor.unref();
-  write(`Starting ${instancesWord(count)} behind Caddy (run directory ${shown(paths.dir)})…`);
-  if (needsSimulator(process.env)) {
-    write('GROQ_API_KEY is not set: the instances answer from the bundled Groq simulator.');
+  mkdirSync(settings.runDir, { recursive: true });
+  write(`Starting ${instancesWord(count)} behind Caddy (run directory ${shown(settings.runDir)})…`);
+  const pm2 = await connectPm2(settings.runDir);
+  try {
+    await startStack(pm2, settings, count);
+    write(formatStatus(await status(pm2, settings), settings.runDir));
+  } catch (error) {
+    pm2.disconnect();
+    write(`The stack did not start: ${(error as Error).message}. Stopping what started…`);
+    await down(settings);
+    throw new UsageError(`make up failed; the logs are in ${join(settings.runDir, 'logs')}`);
   }
-
-  let state: RunState | undefined;
-  const started = await pollUntil(async () => {
-    state = readRunState(paths);
-    if (state?.phase === 'failed' || (state === undefined && supervisor.exitCode !== null)) {
-      return true;
-    }
-    if (state && !isRunning(state.supervisorPid)) {
-      return true;
-    }
-    return state?.phase === 'running';
-  }, STARTUP_TIMEOUT_MS);
-  if (!started || state?.phase !== 'running') {
-    write(tail(paths.log('supervisor'), 15));
-    throw new UsageError(
-      `The stack did not start: ${state?.error ?? 'timed out'}. Logs: ${paths.logs}. Run make down to clean up.`,
-    );
-  }
-  if (!(await pollUntil(() => chatAnswers(state?.publicUrl ?? ''), 60_000, 500))) {
-    throw new UsageError(`Caddy does not answer chat requests at ${state.publicUrl}; see ${paths.logs}`);
-  }
-  write(formatStatus(state, runPaths(settings.runDir).logs));
+  pm2.disconnect();
+  const url = readStack(settings.runDir)?.publicUrl;
   write();
   write(
-    `Try it:  curl -s ${state.publicUrl}/api/chat -H 'content-type: application/json' -d '{"message":"I cannot start my essay"}'`,
+    `Try it:  curl -s ${url}/api/chat -H 'content-type: application/json' -d '{"message":"I cannot start my essay"}'`,
   );
   write('Then:    make status · make scale N=5 · make logs · make down');
 }
 
-async function scale(settings: StackSettings, paths: RunPaths, rawCount: string | undefined): Promise<void> {
+async function scale(settings: StackSettings, rawCount: string | undefined): Promise<void> {
   const count = parseCount(rawCount, settings);
-  const state = runningState(paths);
-  if (!state) {
-    throw new UsageError(`Nothing is running in ${paths.dir}; start it with make up`);
+  const info = readStack(settings.runDir);
+  if (!info || !daemonPid(settings.runDir)) {
+    throw new UsageError(`Nothing is running in ${settings.runDir}; start it with make up`);
   }
-  writeDesiredInstances(paths, count);
-  process.kill(state.supervisorPid, 'SIGHUP');
-  write(`Scaling from ${state.instances.length} to ${instancesWord(count)}…`);
-  let latest: RunState | undefined;
-  const settled = await pollUntil(async () => {
-    latest = readRunState(paths);
-    return (
-      latest?.desiredInstances === count &&
-      latest.instances.length === count &&
-      latest.instances.every((instance) => instance.status === 'ready')
-    );
-  }, STARTUP_TIMEOUT_MS);
-  if (!settled || !latest) {
-    throw new UsageError(`Scaling did not settle in time; see make status and ${paths.logs}`);
+  const stackSettings = { ...settings, caddyAdminPort: Number(new URL(info.caddy.adminUrl).port) };
+  const env = JSON.parse(readFileSync(envFile(settings.runDir), 'utf8')) as Record<string, string>;
+  const pm2 = await connectPm2(settings.runDir);
+  try {
+    const before = await status(pm2, stackSettings);
+    write(`Scaling from ${before.instances.length} to ${instancesWord(count)}…`);
+    // Prometheus stops scraping the removed ones before they go.
+    writeTargets(stackSettings, count);
+    const removed = before.instances.filter((instance) => instance.slot > count);
+    await Promise.all(removed.map((instance) => releaseSlot(settings.runDir, instance.port)));
+    // PM2 sends SIGTERM: the instance reports not-ready for SHUTDOWN_DRAIN_MS, finishes what it holds, exits.
+    await Promise.all(removed.map((instance) => pm2.remove(instance.id)));
+    for (let slot = 0; slot < count; slot += 1) {
+      if (!before.instances.some((instance) => instance.id === instanceId(slot))) {
+        await pm2.start(instanceApp(stackSettings, slot, env));
+      }
+    }
+    writeStack(settings.runDir, { ...info, desiredInstances: count });
+    const settled = () => status(pm2, stackSettings).then((state) => allReady(state, count));
+    if (!(await pollUntil(settled, STARTUP_TIMEOUT_MS))) {
+      throw new UsageError(`Scaling did not settle in time; see make status and ${join(settings.runDir, 'logs')}`);
+    }
+    // New instances are in rotation once Caddy's next health check has seen them.
+    await sleep(CADDY_HEALTH_INTERVAL_MS * 1.5);
+    write(formatStatus(await status(pm2, stackSettings), settings.runDir));
+  } finally {
+    pm2.disconnect();
   }
-  // New instances are in rotation once Caddy's next health check has seen them.
-  await sleep(CADDY_HEALTH_INTERVAL_MS * 1.5);
-  write(formatStatus(latest, runPaths(settings.runDir).logs));
 }
 
-async function down(paths: RunPaths): Promise<void> {
-  const state = readRunState(paths);
-  if (!state) {
-    write(`Nothing is running in ${paths.dir}.`);
+async function down(settings: StackSettings): Promise<void> {
+  const { runDir } = settings;
+  const info = readStack(runDir);
+  const daemon = daemonPid(runDir);
+  if (!info && !daemon) {
+    write(`Nothing is running in ${runDir}.`);
     return;
   }
-  if (isStackProcess(state.supervisorPid, paths.dir)) {
+  if (daemon) {
     write('Stopping: instances drain, then Caddy, the simulator, Redis and PostgreSQL (if started here) stop…');
-    process.kill(state.supervisorPid, 'SIGTERM');
-    await pollUntil(async () => !isRunning(state.supervisorPid), 60_000, 100);
+    const pm2 = await connectPm2(runDir);
+    const names = (await pm2.list()).map((entry) => entry.name ?? '');
+    const last = ['simulator', 'redis'];
+    await Promise.all(names.filter((name) => !last.includes(name)).map((name) => pm2.remove(name)));
+    await Promise.all(names.filter((name) => last.includes(name)).map((name) => pm2.remove(name)));
+    await pm2.kill().catch(() => undefined);
+    pm2.disconnect();
+    await pollUntil(async () => !alive(daemon), 10_000, 100);
   }
-  const known = [state.caddy?.pid, state.redis.pid, state.postgres?.pid, state.simulator?.pid, state.prometheus?.pid]
-    .concat(state.instances.map((instance) => instance.pid))
-    .filter((pid): pid is number => typeof pid === 'number');
-  const leftovers = await endStackProcesses(state.supervisorPid, paths.dir, known, 10_000);
+  const leftovers = orphans(runDir);
   if (leftovers.length > 0) {
-    write(`Ended ${leftovers.length} process(es) the supervisor left behind.`);
+    await endProcesses(leftovers, 10_000);
+    write(`Ended ${leftovers.length} process(es) the PM2 daemon left behind.`);
   }
-  const postgres = stopLeftoverPostgres(paths.dir, state.postgres);
+  const postgres = stopPostgres(runDir, info?.postgres);
   if (postgres) {
     write(postgres);
   }
-  removeRunState(paths);
+  removeStack(runDir);
   write('Stopped.');
 }
 
-function logs(paths: RunPaths, follow: boolean): Promise<void> {
-  const files = existsSync(paths.logs)
-    ? readdirSync(paths.logs)
-        .filter((name) => name.endsWith('.log'))
-        .sort()
-        .map((name) => join(paths.logs, name))
-    : [];
+function logs(settings: StackSettings, follow: boolean): Promise<void> {
+  const dir = join(settings.runDir, 'logs');
+  const files = existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith('.log')) : [];
   if (files.length === 0) {
-    write(`No logs in ${paths.logs}.`);
+    write(`No logs in ${dir}.`);
     return Promise.resolve();
   }
-  if (!hasCommand('tail')) {
-    throw new UsageError(`tail is missing; the logs are in ${paths.logs}`);
-  }
-  const child = spawn('tail', ['-n', '20', ...(follow ? ['-F'] : []), ...files], { stdio: 'inherit' });
+  // PM2 prefixes each line with its process; without a daemon (stopped stack), tail the files.
+  const [command, args] = daemonPid(settings.runDir)
+    ? [
+        process.execPath,
+        [
+          join(settings.repoRoot, 'node_modules/pm2/bin/pm2'),
+          'logs',
+          '--lines',
+          '20',
+          ...(follow ? [] : ['--nostream']),
+        ],
+      ]
+    : [
+        'tail',
+        ['-n', '20', ...(follow ? ['-F'] : []), ...files.map((name) => logFile(settings.runDir, name.slice(0, -4)))],
+      ];
+  const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, PM2_HOME: pm2Home(settings.runDir) } });
   return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+async function showStatus(settings: StackSettings): Promise<void> {
+  if (daemonPid(settings.runDir) && readStack(settings.runDir)) {
+    const pm2 = await connectPm2(settings.runDir);
+    try {
+      write(formatStatus(await status(pm2, settings), settings.runDir));
+    } finally {
+      pm2.disconnect();
+    }
+    return;
+  }
+  // A daemon killed with -9 leaves its processes serving: say so, or "not running" would be a lie.
+  const left = orphans(settings.runDir).length;
+  write(
+    left > 0
+      ? `Not running: the PM2 daemon is gone, but ${left} process(es) of the stack still run. make down ends them.`
+      : `Not running (${settings.runDir}). Start it with make up.`,
+  );
 }
 
 async function main(argv: readonly string[]): Promise<void> {
   const [command, argument] = argv;
   const settings = loadStackSettings();
-  const paths = runPaths(settings.runDir);
+  // Every process of the stack (the PM2 daemon too) carries the absolute run directory: see orphans().
+  process.env.RUN_DIR = settings.runDir;
+  // PM2 stops with SIGINT unless told otherwise; the instances drain on SIGTERM.
+  process.env.PM2_KILL_SIGNAL = 'SIGTERM';
   switch (command) {
     case 'up':
-      return up(settings, paths, argument);
+      return up(settings, argument);
     case 'scale':
-      return scale(settings, paths, argument);
+      return scale(settings, argument);
     case 'down':
-      return down(paths);
-    case 'status': {
-      const state = runningState(paths);
-      if (state) {
-        write(formatStatus(state, runPaths(settings.runDir).logs));
-      } else {
-        // A supervisor killed with -9 leaves its children serving: say so, or "not running" would be a lie.
-        const state = readRunState(paths);
-        const left = state ? (stackProcesses(state.supervisorPid, paths.dir)?.length ?? 0) : 0;
-        write(
-          left > 0
-            ? `Not running: the supervisor is gone, but ${left} process(es) of the stack still run. make down ends them.`
-            : `Not running (${paths.dir}). Start it with make up.`,
-        );
-      }
-      return;
-    }
+      return down(settings);
+    case 'status':
+      return showStatus(settings);
     case 'logs':
-      return logs(paths, argument !== '--no-follow');
+      return logs(settings, argument !== '--no-follow');
     default:
       throw new UsageError('usage: cli.ts up [N] | scale N | down | status | logs [--no-follow]');
   }
@@ -340,3 +461,5 @@ try {
   process.stderr.write(`${error instanceof UsageError ? error.message : (error as Error).stack}\n`);
   process.exitCode = 1;
 }
+// PM2's client keeps sockets open after disconnect and killDaemon.
+process.exit();

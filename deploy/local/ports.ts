@@ -58,3 +58,16 @@ export async function httpOk(url: string, timeoutMs = 1000): Promise<boolean> {
   await response.body?.cancel();
   return response.ok;
 }
+
+/** Hides a password in a URL before it is shown or written down. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) {
+      parsed.password = '***';
+    }
+    return parsed.toString();
+  } catch {
+    return '<unparsable url>';
+  }
+}

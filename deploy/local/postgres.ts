@@ -3,9 +3,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync } fr
 import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
-import { freePort, isListening, pollUntil } from './ports.js';
-import { redactUrl, type ServiceContext } from './services.js';
-import { type SupervisedProcess, superviseProcess } from './supervised-process.js';
+import { freePort, isListening, pollUntil, redactUrl } from './ports.js';
 
 /**
  * PostgreSQL for the local stack, in this order:
@@ -13,7 +11,7 @@ import { type SupervisedProcess, superviseProcess } from './supervised-process.j
  *   2. Debian's cluster on that port, started with pg_ctlcluster when it is down
  *      (and stopped again by make down);
  *   3. a cluster of our own in $RUN_DIR/postgres (initdb once, data kept across
- *      make down/up), on a free loopback port, supervised like Redis.
+ *      make down/up), on a free loopback port, started and stopped with pg_ctl.
  * The instances create the database and run their migrations themselves.
  */
 
@@ -143,7 +141,12 @@ export interface PostgresService {
   /** none: a server that already ran · system: Debian's cluster, started here · own: $RUN_DIR/postgres. */
   managed: 'none' | 'system' | 'own';
   cluster: { version: string; name: string } | null;
-  process: SupervisedProcess | undefined;
+}
+
+/** Where the stack keeps its own cluster, and how it reports what it does. */
+export interface PostgresContext {
+  runDir: string;
+  say: (line: string) => void;
 }
 
 const isRoot = () => process.getuid?.() === 0;
@@ -169,74 +172,57 @@ function checkReachable(path: string): void {
   }
 }
 
-/** The stack's own cluster: `initdb` once into $RUN_DIR/postgres/data, then `postgres` on a free loopback port. */
-async function startOwnCluster(
-  context: ServiceContext,
-  env: NodeJS.ProcessEnv,
-  wanted: string,
-): Promise<PostgresService> {
+/** Runs a PostgreSQL binary, as the postgres user when we are root. */
+function runAsPostgres(argv: string[], cwd?: string) {
+  return isRoot()
+    ? spawnSync('runuser', ['-u', 'postgres', '--', ...argv], { encoding: 'utf8', cwd })
+    : spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', cwd });
+}
+
+/**
+ * The stack's own cluster: `initdb` once into $RUN_DIR/postgres/data, then
+ * `pg_ctl start` on a free loopback port (PostgreSQL's own daemon control:
+ * its postmaster already restarts crashed backends), logging to server.log there.
+ */
+async function startOwnCluster(context: PostgresContext, wanted: string): Promise<PostgresService> {
   const binaries = postgresBinaries();
   if (!binaries) {
     throw new Error(
       'PostgreSQL does not answer and is not installed: apt-get install -y postgresql, or set DATABASE_URL',
     );
   }
-  const home = join(context.paths.dir, 'postgres');
+  const home = join(context.runDir, 'postgres');
   const data = join(home, 'data');
-  const account = isRoot() ? postgresAccount() : undefined;
   mkdirSync(home, { recursive: true });
-  if (account) {
+  if (isRoot()) {
+    const account = postgresAccount();
     // The run directory may be a private temporary one: let the postgres user through it, and no further.
-    chmodSync(context.paths.dir, statSync(context.paths.dir).mode | 0o001);
+    chmodSync(context.runDir, statSync(context.runDir).mode | 0o001);
     checkReachable(home);
     chownSync(home, account.uid, account.gid);
   }
   if (!existsSync(join(data, 'PG_VERSION'))) {
-    const initdb = [
-      join(binaries.bin, 'initdb'),
-      '-D',
-      data,
-      '-U',
-      'postgres',
-      '--auth=trust',
-      '-E',
-      'UTF8',
-      '--no-locale',
-    ];
-    context.logger.info({ data, version: binaries.version }, 'creating the stack’s PostgreSQL cluster (initdb)');
-    const result = account
-      ? spawnSync('runuser', ['-u', 'postgres', '--', ...initdb], { encoding: 'utf8', cwd: home })
-      : spawnSync(initdb[0] as string, initdb.slice(1), { encoding: 'utf8', cwd: home });
+    context.say(`Creating the stack's PostgreSQL cluster in ${data} (initdb)…`);
+    const initdb = ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-locale'];
+    const result = runAsPostgres([join(binaries.bin, 'initdb'), ...initdb], home);
     if (result.status !== 0) {
       throw new Error(`initdb failed: ${(result.stderr || result.stdout || String(result.error)).trim()}`);
     }
   }
   const port = await freePort();
-  context.logger.warn({ port, data }, 'starting the stack’s own PostgreSQL');
-  const child = superviseProcess({
-    name: 'postgres',
-    command: join(binaries.bin, 'postgres'),
-    // Loopback TCP only, no Unix socket (its path would depend on the run directory's length).
-    args: ['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', ''],
-    env: { PATH: env.PATH, RUN_DIR: context.paths.dir, LC_ALL: 'C' },
-    cwd: home,
-    logFile: context.paths.log('postgres'),
-    logger: context.logger,
-    restart: true,
-    // Fast shutdown: by then the instances are gone.
-    stopSignal: 'SIGINT',
-    stopTimeoutMs: 30_000,
-    onChange: context.onChange,
-    ...(account ?? {}),
-  });
+  const log = join(home, 'server.log');
+  // Loopback TCP only, no Unix socket (its path would depend on the run directory's length).
+  const options = `-p ${port} -h 127.0.0.1 -k ''`;
+  const started = runAsPostgres([join(binaries.bin, 'pg_ctl'), 'start', '-D', data, '-l', log, '-o', options], home);
   // The database the instances asked for (they create it), on our server, as its superuser.
   const database = new URL(wanted).pathname.replace(/^\/$/, '') || '/focus';
   const url = `postgres://postgres@127.0.0.1:${port}${database}`;
-  if (!(await pollUntil(async () => (await probePostgres(url, 1000)).state === 'ready', START_TIMEOUT_MS, 300))) {
-    await child.stop();
-    throw new Error(`PostgreSQL did not answer on port ${port}; see ${context.paths.log('postgres')}`);
+  const ready = async () => (await probePostgres(url, 1000)).state === 'ready';
+  if (started.status !== 0 || !(await pollUntil(ready, START_TIMEOUT_MS, 300))) {
+    stopPostgres(context.runDir, { managed: 'own', cluster: null });
+    throw new Error(`PostgreSQL did not start on port ${port}; see ${log}`);
   }
-  return { url, managed: 'own', cluster: null, process: child };
+  return { url, managed: 'own', cluster: null };
 }
 
 /** Debian's cluster on the wanted loopback port, when it is down and we may start it (root or its owner). */
@@ -261,93 +247,72 @@ export function canStartPostgres(): boolean {
   return postgresBinaries() !== undefined;
 }
 
-export async function providePostgres(context: ServiceContext, env: NodeJS.ProcessEnv): Promise<PostgresService> {
+/** Debian's cluster, started; undefined when it would not start or then refuses the stack (it is stopped again). */
+async function startSystemCluster(
+  context: PostgresContext,
+  cluster: SystemCluster,
+  wanted: string,
+): Promise<PostgresService | undefined> {
+  const name = `${cluster.version}/${cluster.name}`;
+  context.say(`PostgreSQL does not answer: starting Debian's cluster ${name}…`);
+  if (!pgCtlCluster(cluster, 'start')) {
+    context.say(`pg_ctlcluster could not start ${name}.`);
+    return undefined;
+  }
+  let answer: PostgresProbe = { state: 'down' };
+  const answered = async () => {
+    answer = await probePostgres(wanted, 1000);
+    return answer.state !== 'down';
+  };
+  await pollUntil(answered, START_TIMEOUT_MS, 300);
+  const started = { version: cluster.version, name: cluster.name };
+  if ((answer as PostgresProbe).state === 'ready') {
+    return { url: wanted, managed: 'system', cluster: started };
+  }
+  // It runs but will not let us in (a password on loopback, say): leave it as we found it.
+  context.say(`Debian's cluster ${name} refuses the stack; stopping it again.`);
+  pgCtlCluster(started, 'stop');
+  return undefined;
+}
+
+export async function providePostgres(context: PostgresContext, env: NodeJS.ProcessEnv): Promise<PostgresService> {
   const explicit = Boolean(env.DATABASE_URL);
   const wanted = env.DATABASE_URL || DEFAULT_DATABASE_URL;
   const probe = await probePostgres(wanted);
   if (probe.state === 'ready') {
-    context.logger.info(
-      { postgres: redactUrl(wanted), databaseMissing: probe.databaseMissing },
-      'using the running PostgreSQL',
-    );
-    return { url: wanted, managed: 'none', cluster: null, process: undefined };
+    return { url: wanted, managed: 'none', cluster: null };
   }
   if (probe.state === 'refused') {
     if (explicit) {
       throw new Error(`PostgreSQL at DATABASE_URL (${redactUrl(wanted)}) refuses the stack: ${probe.reason}`);
     }
-    context.logger.warn({ wanted: redactUrl(wanted), reason: probe.reason }, 'PostgreSQL refuses the default user');
-    return startOwnCluster(context, env, wanted);
+    return startOwnCluster(context, wanted);
   }
   const cluster = stoppedSystemCluster(wanted);
-  if (cluster) {
-    context.logger.warn(
-      { cluster: `${cluster.version}/${cluster.name}` },
-      'PostgreSQL not reachable; starting Debian’s cluster',
-    );
-    if (pgCtlCluster(cluster, 'start')) {
-      const started = { version: cluster.version, name: cluster.name };
-      let answer: PostgresProbe = { state: 'down' };
-      await pollUntil(
-        async () => {
-          answer = await probePostgres(wanted, 1000);
-          return answer.state !== 'down';
-        },
-        START_TIMEOUT_MS,
-        300,
-      );
-      if ((answer as PostgresProbe).state === 'ready') {
-        return { url: wanted, managed: 'system', cluster: started, process: undefined };
-      }
-      // It runs but will not let us in (a password on loopback, say): leave it as we found it.
-      context.logger.warn(
-        { cluster: `${cluster.version}/${cluster.name}` },
-        'Debian’s cluster refuses the stack; stopping it again',
-      );
-      pgCtlCluster(started, 'stop');
-    } else {
-      context.logger.warn({ cluster: `${cluster.version}/${cluster.name}` }, 'pg_ctlcluster could not start it');
-    }
-  }
-  return startOwnCluster(context, env, wanted);
-}
-
-/** Stops what providePostgres started (nothing for a server that already ran). */
-export async function stopPostgres(service: PostgresService | undefined): Promise<void> {
-  if (service?.managed === 'system' && service.cluster) {
-    pgCtlCluster(service.cluster, 'stop');
-  }
-  await service?.process?.stop();
+  const system = cluster ? await startSystemCluster(context, cluster, wanted) : undefined;
+  return system ?? startOwnCluster(context, wanted);
 }
 
 /**
- * After a supervisor that died: stops the PostgreSQL it started, if it still
- * runs. Our own cluster is found by its data directory's postmaster.pid (its
- * processes rewrite their environment with their titles, so the RUN_DIR marker
- * cannot find them); Debian's only when the state says make up started it.
+ * Stops what providePostgres started, if it still runs: Debian's cluster only
+ * when make up started it, our own by its data directory (pg_ctl, fast shutdown).
  */
-export function stopLeftoverPostgres(
+export function stopPostgres(
   runDir: string,
-  state: { managed: 'none' | 'system' | 'own'; cluster: { version: string; name: string } | null } | null,
+  service: Pick<PostgresService, 'managed' | 'cluster'> | undefined,
 ): string | undefined {
-  if (state?.managed === 'system' && state.cluster && systemClusterOnline(state.cluster)) {
-    pgCtlCluster(state.cluster, 'stop');
-    return `Stopped Debian's PostgreSQL cluster ${state.cluster.version}/${state.cluster.name} (make up had started it).`;
+  if (service?.managed === 'system' && service.cluster && systemClusterOnline(service.cluster)) {
+    pgCtlCluster(service.cluster, 'stop');
+    return `Stopped Debian's PostgreSQL cluster ${service.cluster.version}/${service.cluster.name} (make up had started it).`;
   }
   const data = join(runDir, 'postgres/data');
   const binaries = postgresBinaries();
   if (!binaries || !existsSync(join(data, 'postmaster.pid'))) {
     return undefined;
   }
-  const pgCtl = [join(binaries.bin, 'pg_ctl'), 'stop', '-D', data, '-m', 'fast', '-w', '-t', '30'];
-  const status = [join(binaries.bin, 'pg_ctl'), 'status', '-D', data];
-  const run = (argv: string[]) =>
-    isRoot()
-      ? spawnSync('runuser', ['-u', 'postgres', '--', ...argv], { encoding: 'utf8' })
-      : spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8' });
-  if (run(status).status !== 0) {
+  if (runAsPostgres([join(binaries.bin, 'pg_ctl'), 'status', '-D', data]).status !== 0) {
     return undefined;
   }
-  run(pgCtl);
+  runAsPostgres([join(binaries.bin, 'pg_ctl'), 'stop', '-D', data, '-m', 'fast', '-w', '-t', '30']);
   return `Stopped the stack's own PostgreSQL (${data}).`;
 }

@@ -1,9 +1,9 @@
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { httpOk, pollUntil } from './ports.js';
-import { type InstanceState, writeFileAtomic } from './run-state.js';
-import type { ServiceContext, UrlService } from './services.js';
-import { superviseProcess } from './supervised-process.js';
+import type { StartOptions } from 'pm2';
+import { hasCommand } from './prerequisites.js';
+import { type StackSettings, slotPort } from './settings.js';
+import { app, instanceId } from './stack.js';
 
 /**
  * Prometheus for the local stack. The contract with prometheus/ (see
@@ -14,87 +14,62 @@ import { superviseProcess } from './supervised-process.js';
  *   targets/caddy.json     Caddy's admin address (its /metrics), label instance=caddy
  */
 
-export const LOCAL_CONFIG = 'prometheus.local.yml';
-export const ALERTS = 'alerts.yml';
+const LOCAL_CONFIG = 'prometheus.local.yml';
+const ALERTS = 'alerts.yml';
 
-interface FileSdGroup {
-  targets: string[];
-  labels: Record<string, string>;
+/** Write-then-rename, so Prometheus never reads half a file. */
+function writeJson(path: string, value: unknown): void {
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
 }
 
-export function backendTargets(instances: readonly InstanceState[]): FileSdGroup[] {
-  return instances
-    .filter((instance) => instance.status !== 'draining')
-    .map((instance) => ({ targets: [`127.0.0.1:${instance.port}`], labels: { instance: instance.id } }));
+/** The instances 1…count (slots are fixed, so this changes only when make scale does). */
+export function backendTargets(settings: StackSettings, count: number) {
+  return Array.from({ length: count }, (_, slot) => ({
+    targets: [`127.0.0.1:${slotPort(settings, slot)}`],
+    labels: { instance: instanceId(slot) },
+  }));
 }
 
-function writeIfChanged(path: string, content: string): void {
-  const current = existsSync(path) ? readFileSync(path, 'utf8') : undefined;
-  if (current !== content) {
-    writeFileAtomic(path, content);
+export function writeTargets(settings: StackSettings, count: number): void {
+  const dir = join(settings.runDir, 'prometheus/targets');
+  if (existsSync(dir)) {
+    writeJson(join(dir, 'backends.json'), backendTargets(settings, count));
   }
-}
-
-export interface PrometheusTargets {
-  update(instances: readonly InstanceState[]): void;
-}
-
-export function prometheusTargets(dir: string, caddyAdminPort: number): PrometheusTargets {
-  const targets = join(dir, 'targets');
-  mkdirSync(targets, { recursive: true });
-  const caddy: FileSdGroup[] = [{ targets: [`127.0.0.1:${caddyAdminPort}`], labels: { instance: 'caddy' } }];
-  writeIfChanged(join(targets, 'caddy.json'), `${JSON.stringify(caddy, null, 2)}\n`);
-  return {
-    update(instances) {
-      writeIfChanged(join(targets, 'backends.json'), `${JSON.stringify(backendTargets(instances), null, 2)}\n`);
-    },
-  };
 }
 
 /** Why Prometheus will not run, or undefined when it will. */
-export function prometheusSkipReason(context: ServiceContext, hasBinary: boolean): string | undefined {
-  const { settings } = context;
+export function prometheusSkipReason(settings: StackSettings): string | undefined {
   if (settings.prometheus === 'false') {
     return 'PROMETHEUS_ENABLED=false';
   }
-  if (!hasBinary) {
+  if (!hasCommand('prometheus')) {
     return 'prometheus is not installed';
   }
-  if (!existsSync(join(settings.prometheusConfigDir, LOCAL_CONFIG))) {
-    return `${join(settings.prometheusConfigDir, LOCAL_CONFIG)} does not exist`;
-  }
-  return undefined;
+  const config = join(settings.prometheusConfigDir, LOCAL_CONFIG);
+  return existsSync(config) ? undefined : `${config} does not exist`;
 }
 
-export async function startPrometheus(context: ServiceContext): Promise<UrlService> {
-  const { settings, paths } = context;
-  mkdirSync(join(paths.prometheus, 'data'), { recursive: true });
-  copyFileSync(join(settings.prometheusConfigDir, LOCAL_CONFIG), join(paths.prometheus, 'prometheus.yml'));
-  const alerts = join(settings.prometheusConfigDir, ALERTS);
-  if (existsSync(alerts)) {
-    copyFileSync(alerts, join(paths.prometheus, ALERTS));
+export function prometheusApp(settings: StackSettings, count: number): StartOptions {
+  const dir = join(settings.runDir, 'prometheus');
+  mkdirSync(join(dir, 'targets'), { recursive: true });
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  copyFileSync(join(settings.prometheusConfigDir, LOCAL_CONFIG), join(dir, 'prometheus.yml'));
+  if (existsSync(join(settings.prometheusConfigDir, ALERTS))) {
+    copyFileSync(join(settings.prometheusConfigDir, ALERTS), join(dir, ALERTS));
   }
-  const listen = `127.0.0.1:${settings.prometheusPort}`;
-  const child = superviseProcess({
-    name: 'prometheus',
-    command: 'prometheus',
-    args: [
-      `--config.file=${join(paths.prometheus, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${join(paths.prometheus, 'data')}`,
-      `--web.listen-address=${listen}`,
+  const caddy = [{ targets: [`127.0.0.1:${settings.caddyAdminPort}`], labels: { instance: 'caddy' } }];
+  writeJson(join(dir, 'targets/caddy.json'), caddy);
+  writeTargets(settings, count);
+  return app(
+    settings.runDir,
+    'prometheus',
+    'prometheus',
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${settings.prometheusPort}`,
     ],
-    // RUN_DIR marks it as a process of this stack (see process-group.ts).
-    env: { PATH: process.env.PATH, RUN_DIR: paths.dir },
-    cwd: paths.prometheus,
-    logFile: paths.log('prometheus'),
-    logger: context.logger,
-    restart: true,
-    stopTimeoutMs: 10_000,
-    onChange: context.onChange,
-  });
-  const url = `http://${listen}`;
-  if (!(await pollUntil(() => httpOk(`${url}/-/ready`), 30_000))) {
-    throw new Error(`Prometheus did not start; see ${paths.log('prometheus')}`);
-  }
-  return { url, process: child };
+    { cwd: dir, env: { PATH: process.env.PATH ?? '' } },
+  );
 }

@@ -1,5 +1,6 @@
-import { relative } from 'node:path';
-import type { RunState } from './run-state.js';
+import { join, relative } from 'node:path';
+import { pm2Home } from './pm2.js';
+import type { RunState } from './stack.js';
 
 /** What `make status` (and the end of `make up` / `make scale`) prints. */
 
@@ -13,24 +14,19 @@ export const instancesWord = (count: number) => `${count} instance${count === 1 
 
 const pidOf = (pid: number | null | undefined) => String(pid ?? '-');
 
-function postgresLine(state: RunState): string {
-  const postgres = state.postgres;
-  if (!postgres) {
-    return '-';
-  }
+function postgresLine(postgres: RunState['postgres']): string {
   if (postgres.managed === 'system') {
     return `${postgres.url}   Debian cluster ${postgres.cluster?.version}/${postgres.cluster?.name} (started by make up)`;
   }
-  if (postgres.managed === 'own') {
-    return `${postgres.url}   pid ${pidOf(postgres.pid)} (started by make up, data in $RUN_DIR/postgres)`;
-  }
-  return postgres.url;
+  return postgres.managed === 'own'
+    ? `${postgres.url}   (started by make up, data in $RUN_DIR/postgres)`
+    : postgres.url;
 }
 
-export function formatStatus(state: RunState, logsDir: string): string {
+export function formatStatus(state: RunState, runDir: string): string {
   const ready = state.instances.filter((instance) => instance.status === 'ready').length;
-  const lines = [
-    `Stack ${state.phase}: ${ready}/${state.desiredInstances} instances ready behind Caddy at ${state.publicUrl}`,
+  return [
+    `Stack running: ${ready}/${state.desiredInstances} instances ready behind Caddy at ${state.publicUrl}`,
     '',
     '  id          port   pid      status      restarts',
     ...state.instances.map(
@@ -38,12 +34,12 @@ export function formatStatus(state: RunState, logsDir: string): string {
         `  ${instance.id.padEnd(11)} ${String(instance.port).padEnd(6)} ${pidOf(instance.pid).padEnd(8)} ${instance.status.padEnd(11)} ${instance.restarts}`,
     ),
     '',
-    `  caddy       admin ${state.caddy?.adminUrl ?? '-'}   pid ${pidOf(state.caddy?.pid)}`,
+    `  caddy       admin ${state.caddy.adminUrl}   pid ${pidOf(state.caddy.pid)}`,
     `  redis       ${state.redis.url}${state.redis.managed ? `   pid ${pidOf(state.redis.pid)} (started by make up)` : ''}`,
-    `  postgres    ${postgresLine(state)}`,
+    `  postgres    ${postgresLine(state.postgres)}`,
     `  simulator   ${state.simulator ? `${state.simulator.url}   pid ${pidOf(state.simulator.pid)}` : '- (GROQ_API_KEY or GROQ_BASE_URL set)'}`,
     `  prometheus  ${state.prometheus ? `${state.prometheus.url}   pid ${pidOf(state.prometheus.pid)}` : '-'}`,
-    `  logs        ${shown(logsDir)}/`,
-  ];
-  return lines.join('\n');
+    `  logs        ${shown(join(runDir, 'logs'))}/ (make logs)`,
+    `  pm2         daemon pid ${pidOf(state.daemonPid)}: PM2_HOME=${shown(pm2Home(runDir))} npx pm2 monit`,
+  ].join('\n');
 }

@@ -4,7 +4,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../../deploy/local/ports.js';
-import { type RunState, readRunState, runPaths } from '../../../deploy/local/run-state.js';
+import { type RunState, readRunState } from '../../../deploy/local/stack.js';
 import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { localStackEnv, runMake } from '../../test/helpers/local-stack.js';
 import {
@@ -167,7 +167,7 @@ async function runOnce(users: number, instances: number) {
   await runMake(['up', `N=${instances}`], stackEnv);
   const tmp = mkdtempSync(join(tmpdir(), 'app-users-'));
   try {
-    const state = readRunState(runPaths(stackEnv.RUN_DIR as string));
+    const state = await readRunState(stackEnv);
     if (!state) {
       throw new Error('the stack wrote no state');
     }

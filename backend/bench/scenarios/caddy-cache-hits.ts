@@ -1,4 +1,4 @@
-import { readRunState, runPaths } from '../../../deploy/local/run-state.js';
+import { readRunState } from '../../../deploy/local/stack.js';
 import { localStackEnv, runMake } from '../../test/helpers/local-stack.js';
 import { report, runLoad, runScenario } from '../harness.js';
 
@@ -17,7 +17,7 @@ async function measure(instances: number): Promise<void> {
   const env = await localStackEnv({ MAX_REQUESTS_PER_MINUTE: '1000000000' });
   await runMake(['up', `N=${instances}`], env);
   try {
-    const state = readRunState(runPaths(env.RUN_DIR as string));
+    const state = await readRunState(env);
     if (!state) {
       throw new Error('the stack wrote no state');
     }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { readRunState, runPaths } from '../../../deploy/local/run-state.js';
+import { readRunState } from '../../../deploy/local/stack.js';
 import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { localStackEnv, runMake } from '../../test/helpers/local-stack.js';
 import { report, runScenario } from '../harness.js';
@@ -68,7 +68,7 @@ runScenario(async () => {
   });
   await runMake(['up', 'N=2'], env);
   try {
-    const state = readRunState(runPaths(env.RUN_DIR as string));
+    const state = await readRunState(env);
     if (!state) {
       throw new Error('the stack wrote no state');
     }

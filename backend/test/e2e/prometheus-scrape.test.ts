@@ -124,7 +124,7 @@ describe.skipIf(!hasPrometheus)('Prometheus beside the local stack (make up)', (
   beforeAll(async () => {
     stack = await startLocalStack(3, { PROMETHEUS_ENABLED: 'true' });
     statusOutput = (await stack.make('status')).output;
-    prometheusUrl = stack.state().prometheus?.url ?? '';
+    prometheusUrl = (await stack.state()).prometheus?.url ?? '';
     load = drive();
   });
 
@@ -155,7 +155,7 @@ describe.skipIf(!hasPrometheus)('Prometheus beside the local stack (make up)', (
       async () => {
         const [max] = await instant('max(focus_active_users)');
         const [min] = await instant('min(focus_active_users)');
-        const instance = stack.state().instances[0];
+        const instance = (await stack.state()).instances[0];
         const page = await httpFrom(`http://127.0.0.1:${instance?.port}/dashboard`);
         const activeUsers = String(page.json<{ activeUsers: number }>().activeUsers);
         seen = `max ${max?.value?.[1]}, min ${min?.value?.[1]}, /dashboard ${activeUsers}`;

@@ -12,7 +12,7 @@ const JOBS = 12;
 /**
  * `make up` with no Redis at REDIS_URL starts its own redis-server with the
  * stack's flags (append-only, noeviction, REDIS_MAXMEMORY) and the instances'
- * REDIS_PASSWORD. Killed with SIGKILL, the supervisor starts it again on the
+ * REDIS_PASSWORD. Killed with SIGKILL, PM2 starts it again on the
  * same port and data: the jobs queued before the kill all complete.
  */
 describe("make up's own redis-server", () => {
@@ -30,7 +30,7 @@ describe("make up's own redis-server", () => {
       QUEUE_CONCURRENCY: '1',
       POLLS_PER_MINUTE: '100000',
     });
-    redis = new Redis(stack.state().redis.url, { password: PASSWORD, maxRetriesPerRequest: 1 });
+    redis = new Redis((await stack.state()).redis.url, { password: PASSWORD, maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
   });
 
@@ -40,7 +40,7 @@ describe("make up's own redis-server", () => {
   });
 
   it('runs with the append-only file, noeviction, the chosen maxmemory and the password', async () => {
-    const state = stack.state();
+    const state = await stack.state();
     expect(state.redis.managed).toBe(true);
     const config = (await redis.config(
       'GET',
@@ -63,7 +63,7 @@ describe("make up's own redis-server", () => {
     expect(readLog(stack, 'backend-1')).toMatch(/Redis keeps queued jobs/);
   });
 
-  it('keeps the queued jobs when its redis-server is killed and restarted by the supervisor', async () => {
+  it('keeps the queued jobs when its redis-server is killed and restarted by PM2', async () => {
     const accepted: { jobId: string; ip: string }[] = [];
     for (let index = 0; index < JOBS; index += 1) {
       const ip = `198.51.100.${index + 1}`;
@@ -71,15 +71,15 @@ describe("make up's own redis-server", () => {
       expect(posted.status).toBe(202);
       accepted.push({ jobId: (posted.json as QueuedBody).jobId, ip });
     }
-    const pid = stack.state().redis.pid as number;
+    const pid = (await stack.state()).redis.pid as number;
     process.kill(pid, 'SIGKILL');
     await waitFor(
       async () => {
-        const next = stack.state().redis.pid;
+        const next = (await stack.state()).redis.pid;
         return next !== null && next !== pid && (await redis.ping()) === 'PONG';
       },
       20_000,
-      'the supervisor to restart redis-server',
+      'PM2 to restart redis-server',
     );
     const finals = await Promise.all(
       accepted.map(({ jobId, ip }) =>

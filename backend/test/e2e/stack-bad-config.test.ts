@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { readRunState, runPaths } from '../../../deploy/local/run-state.js';
+import { readRunState } from '../../../deploy/local/stack.js';
 import { localStackEnv, runMake } from '../helpers/local-stack.js';
 
 /**
  * A setting the instances refuse must stop `make up` at once, naming it,
- * rather than leave them in a crash loop until the supervisor gives up.
+ * rather than leave them in a crash loop under PM2.
  */
 
 let env: Record<string, string>;
@@ -21,6 +21,6 @@ describe('make up with a bad backend setting', () => {
       (error: Error) => error.message,
     );
     expect(failure).toMatch(/^MAX_REQUESTS_PER_MINUTE: /m);
-    expect(readRunState(runPaths(env.RUN_DIR as string))).toBeUndefined();
+    expect(await readRunState(env)).toBeUndefined();
   });
 });

@@ -1,19 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alive, orphans } from '../../../deploy/local/pm2.js';
 import { isListening, pollUntil, sleep } from '../../../deploy/local/ports.js';
-import { isRunning, stackProcesses } from '../../../deploy/local/process-group.js';
-import { isAlive } from '../../../deploy/local/run-state.js';
-import { type LocalStack, readLog, startLocalStack, waitForState } from '../helpers/local-stack.js';
+import { type LocalStack, startLocalStack, waitForState } from '../helpers/local-stack.js';
 import { instancesOf, type LoadRecord, startSteadyLoad } from '../helpers/steady-load.js';
 
 /**
  * `kill -9` of one instance while a steady load flows through Caddy. Requests
  * in flight on it when it dies are lost: Caddy 2.6 cannot replay a request
- * body it has already sent. Every request started once it is gone succeeds:
- * the runner keeps the slot's listening socket, so Caddy's connections to the
- * slot wait in the accept queue for the replacement (until Caddy's health
- * check takes the slot out of rotation) instead of being refused, which Caddy
- * 2.6 could not retry for a POST.
+ * body it has already sent. Every request started once it is gone must
+ * succeed, and PM2 must replace it.
  */
 
 let stack: LocalStack;
@@ -41,13 +39,13 @@ describe('kill -9 of one instance under steady load', () => {
     });
     await sleep(2000);
 
-    const victim = stack.state().instances.find((instance) => instance.id === 'backend-2');
+    const victim = (await stack.state()).instances.find((instance) => instance.id === 'backend-2');
     expect(victim?.pid).toBeTypeOf('number');
     const victimPid = victim?.pid as number;
     const killedAt = Date.now();
     process.kill(victimPid, 'SIGKILL');
-    // Gone: exited and reaped by the supervisor.
-    expect(await pollUntil(async () => !isAlive(victimPid), 5000, 5)).toBe(true);
+    // Gone: exited and reaped by PM2.
+    expect(await pollUntil(async () => !alive(victimPid), 5000, 5)).toBe(true);
     const goneAt = Date.now();
 
     const replaced = await waitForState(
@@ -61,7 +59,7 @@ describe('kill -9 of one instance under steady load', () => {
             instance.restarts === 1,
         ),
       60_000,
-      'the runner to replace backend-2',
+      'PM2 to replace backend-2',
     );
     const replacedAt = Date.now();
     // Caddy's next health check puts the new process in rotation.
@@ -84,28 +82,30 @@ describe('kill -9 of one instance under steady load', () => {
 
     const newPid = replaced.instances.find((instance) => instance.id === 'backend-2')?.pid;
     expect(newPid).not.toBe(victimPid);
-    expect(readLog(stack, 'supervisor')).toMatch(/"process":"backend-2".*died unexpectedly; respawning/);
+    expect(readFileSync(join(stack.runDir, 'pm2/pm2.log'), 'utf8')).toMatch(
+      /App \[backend-2:\d+\] will restart in \d+ms/,
+    );
     const afterReplacement = records.filter((record) => record.startedAt >= replacedAt + 1500);
     expect(instancesOf(afterReplacement)).toEqual(['backend-1', 'backend-2', 'backend-3']);
   });
 
-  it('make down also ends what a supervisor killed with -9 left behind', async () => {
-    const state = stack.state();
-    const children = stackProcesses(state.supervisorPid, stack.runDir)?.filter((pid) => pid !== state.supervisorPid);
-    expect(children?.length).toBeGreaterThanOrEqual(5);
-    process.kill(state.supervisorPid, 'SIGKILL');
-    expect(await pollUntil(async () => !isAlive(state.supervisorPid), 5000, 20)).toBe(true);
-    // The stack goes on serving without its supervisor…
+  it('make down also ends what a PM2 daemon killed with -9 left behind', async () => {
+    const state = await stack.state();
+    const children = orphans(stack.runDir);
+    expect(children.length).toBeGreaterThanOrEqual(5);
+    process.kill(state.daemonPid as number, 'SIGKILL');
+    expect(await pollUntil(async () => !alive(state.daemonPid as number), 5000, 20)).toBe(true);
+    // The stack goes on serving without its daemon…
     const answer = await fetch(`${stack.publicUrl}/healthz`);
     expect(answer.status).toBe(200);
     expect((await stack.make('status')).output).toContain(
-      `Not running: the supervisor is gone, but ${children?.length} process(es) of the stack still run`,
+      `Not running: the PM2 daemon is gone, but ${children.length} process(es) of the stack still run`,
     );
 
     // …until make down ends every process of it, and nothing else.
     const result = await stack.make('down');
-    expect(result.output).toMatch(/Ended \d+ process\(es\) the supervisor left behind/);
-    expect(children?.filter(isRunning)).toEqual([]);
+    expect(result.output).toMatch(/Ended \d+ process\(es\) the PM2 daemon left behind/);
+    expect(children.filter(alive)).toEqual([]);
     const listening = [];
     for (const port of stack.ports()) {
       if (await isListening(port)) {

@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alive, daemonPid } from '../../../deploy/local/pm2.js';
 import { isListening } from '../../../deploy/local/ports.js';
-import { isRunning, stackProcesses } from '../../../deploy/local/process-group.js';
-import type { RunState } from '../../../deploy/local/run-state.js';
+import type { RunState } from '../../../deploy/local/stack.js';
 import { request } from '../helpers/http-client.js';
 import { type LocalStack, startLocalStack } from '../helpers/local-stack.js';
 
 /**
  * `make up N=3` for real: three backend processes, the Groq simulator and
- * Caddy on random ports, then requests through Caddy only. The last test is
- * `make down`, which must leave no process and no listening port.
+ * Caddy on random ports under PM2, then requests through Caddy only. The last
+ * test is `make down`, which must leave no process, no PM2 daemon and no
+ * listening port.
  */
 
 interface ChatAnswer {
@@ -38,7 +39,7 @@ async function simulatorRequests(): Promise<number> {
 
 beforeAll(async () => {
   stack = await startLocalStack(3);
-  state = stack.state();
+  state = await stack.state();
 });
 
 afterAll(async () => {
@@ -48,7 +49,6 @@ afterAll(async () => {
 
 describe('make up N=3', () => {
   it('runs three ready instances, Caddy and the simulator, and says so in make status', async () => {
-    expect(state.phase).toBe('running');
     expect(state.instances.map((instance) => [instance.id, instance.status])).toEqual([
       ['backend-1', 'ready'],
       ['backend-2', 'ready'],
@@ -126,19 +126,18 @@ describe('make up N=3', () => {
 
   it('make down stops everything it started and leaves no listening port', async () => {
     const pids = [
-      state.supervisorPid,
-      state.caddy?.pid,
+      state.daemonPid,
+      state.caddy.pid,
       state.simulator?.pid,
-      ...stack.state().instances.map((instance) => instance.pid),
+      ...(await stack.state()).instances.map((instance) => instance.pid),
     ].filter((pid): pid is number => typeof pid === 'number');
-    expect(pids.every(isRunning)).toBe(true);
-    // What make down would end if the supervisor had died: exactly the stack's processes.
-    expect(stackProcesses(state.supervisorPid, stack.runDir)).toEqual(expect.arrayContaining(pids));
+    expect(pids).toHaveLength(6);
+    expect(pids.every(alive)).toBe(true);
 
     const result = await stack.make('down');
     expect(result.output).toContain('Stopped.');
-    expect(pids.filter(isRunning)).toEqual([]);
-    expect(stackProcesses(state.supervisorPid, stack.runDir) ?? []).toEqual([]);
+    expect(pids.filter(alive)).toEqual([]);
+    expect(daemonPid(stack.runDir)).toBeUndefined();
     const listening = [];
     for (const port of [...stack.ports(), ...(state.simulator ? [Number(new URL(state.simulator.url).port)] : [])]) {
       if (await isListening(port)) {
@@ -146,6 +145,6 @@ describe('make up N=3', () => {
       }
     }
     expect(listening).toEqual([]);
-    expect(() => stack.state()).toThrow(/no state/);
+    await expect(stack.state()).rejects.toThrow(/no state/);
   });
 });

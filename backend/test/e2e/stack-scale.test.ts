@@ -50,7 +50,7 @@ function targetFile(): string[] {
 
 /** Waits until Prometheus scrapes exactly `expected` backends, all up, and Caddy. */
 async function prometheusScrapes(expected: string[]): Promise<boolean> {
-  const url = stack.state().prometheus?.url;
+  const url = (await stack.state()).prometheus?.url;
   return pollUntil(
     async () => {
       const answer = await request(`${url}/api/v1/targets?state=active`);
@@ -92,7 +92,7 @@ describe('make scale under steady load', () => {
     const two = await stack.make('scale', 'N=2');
     const scaledDown = Date.now();
     expect(two.output).toMatch(/2\/2 instances ready/);
-    expect(stack.state().instances.map((instance) => instance.id)).toEqual(['backend-1', 'backend-2']);
+    expect((await stack.state()).instances.map((instance) => instance.id)).toEqual(['backend-1', 'backend-2']);
     expect(targetFile()).toEqual(['backend-1', 'backend-2']);
     await sleep(3000);
     const records = await load.stop();

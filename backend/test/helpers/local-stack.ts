@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, isPortFree, pollUntil } from '../../../deploy/local/ports.js';
-import { type RunState, readRunState, runPaths } from '../../../deploy/local/run-state.js';
+import { logFile, type RunState, readRunState } from '../../../deploy/local/stack.js';
 import { testPrefix } from './test-backend.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -22,7 +22,8 @@ export interface LocalStack {
   publicUrl: string;
   /** Runs `make <args>` in the repository with this stack's environment; rejects on a non-zero exit. */
   make(...args: string[]): Promise<MakeResult>;
-  state(): RunState;
+  /** What PM2 and stack.json say, each instance's /readyz included; rejects when nothing runs. */
+  state(): Promise<RunState>;
   /** Every port the stack may listen on. */
   ports(): number[];
 }
@@ -99,16 +100,15 @@ export async function localStackEnv(overrides: Record<string, string> = {}): Pro
 /** `make up N=<instances>` with a fresh environment; resolves once it has returned. */
 export async function startLocalStack(instances: number, overrides: Record<string, string> = {}): Promise<LocalStack> {
   const env = await localStackEnv(overrides);
-  const paths = runPaths(env.RUN_DIR as string);
   const stack: LocalStack = {
     env,
-    runDir: paths.dir,
+    runDir: env.RUN_DIR as string,
     publicUrl: `http://127.0.0.1:${env.PUBLIC_PORT}`,
     make: (...args) => runMake(args, env),
-    state() {
-      const state = readRunState(paths);
+    async state() {
+      const state = await readRunState(env);
       if (!state) {
-        throw new Error(`no state in ${paths.dir}`);
+        throw new Error(`no state in ${env.RUN_DIR}`);
       }
       return state;
     },
@@ -131,7 +131,7 @@ export async function startLocalStack(instances: number, overrides: Record<strin
   return stack;
 }
 
-/** The state once `check` holds (the supervisor rewrites it on every change). */
+/** The state once `check` holds. */
 export async function waitForState(
   stack: LocalStack,
   check: (state: RunState) => boolean,
@@ -140,7 +140,7 @@ export async function waitForState(
 ): Promise<RunState> {
   let last: RunState | undefined;
   const ok = await pollUntil(async () => {
-    last = stack.state();
+    last = await stack.state();
     return check(last);
   }, timeoutMs);
   if (!ok || !last) {
@@ -151,7 +151,7 @@ export async function waitForState(
 
 export function readLog(stack: LocalStack, name: string): string {
   try {
-    return readFileSync(runPaths(stack.runDir).log(name), 'utf8');
+    return readFileSync(logFile(stack.runDir, name), 'utf8');
   } catch {
     return '';
   }

@@ -1,7 +1,6 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { freePort, isListening } from '../../../deploy/local/ports.js';
 import {
@@ -13,7 +12,6 @@ import {
 } from '../../../deploy/local/postgres.js';
 import { ensureCommands } from '../../../deploy/local/prerequisites.js';
 import { backendTargets } from '../../../deploy/local/prometheus.js';
-import { runPaths } from '../../../deploy/local/run-state.js';
 import { loadStackSettings, upstreamList } from '../../../deploy/local/settings.js';
 import { formatStatus } from '../../../deploy/local/status-text.js';
 
@@ -44,12 +42,8 @@ describe('stack settings', () => {
 });
 
 describe('Prometheus targets', () => {
-  it('has one target per instance, labelled with its id, and leaves draining ones out', () => {
-    const targets = backendTargets([
-      { slot: 1, id: 'backend-1', port: 3001, pid: 11, status: 'ready', restarts: 0 },
-      { slot: 2, id: 'backend-2', port: 3002, pid: null, status: 'restarting', restarts: 1 },
-      { slot: 3, id: 'backend-3', port: 3003, pid: 13, status: 'draining', restarts: 0 },
-    ]);
+  it('has one target per instance of the wanted count, labelled with its id', () => {
+    const targets = backendTargets(loadStackSettings({ BACKEND_BASE_PORT: '3001' }), 2);
     expect(targets).toEqual([
       { targets: ['127.0.0.1:3001'], labels: { instance: 'backend-1' } },
       { targets: ['127.0.0.1:3002'], labels: { instance: 'backend-2' } },
@@ -94,7 +88,7 @@ describe('PostgreSQL for make up', () => {
     const context = runnerContext();
     const url = `postgres://postgres@127.0.0.1:5432/${uniqueName()}`;
     const service = await providePostgres(context, { DATABASE_URL: url });
-    expect(service).toEqual({ url, managed: 'none', cluster: null, process: undefined });
+    expect(service).toEqual({ url, managed: 'none', cluster: null });
   });
 
   it('refuses a DATABASE_URL whose server turns the stack away, naming the variable', async () => {
@@ -116,9 +110,9 @@ describe('PostgreSQL for make up', () => {
         expect(service.managed).toBe('own');
         expect(service.url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/stack_db$/);
         expect(await probePostgres(service.url)).toEqual({ state: 'ready', databaseMissing: true });
-        expect(existsSync(join(context.paths.dir, 'postgres/data/PG_VERSION'))).toBe(true);
+        expect(existsSync(join(context.runDir, 'postgres/data/PG_VERSION'))).toBe(true);
       } finally {
-        await stopPostgres(service);
+        expect(stopPostgres(context.runDir, service)).toMatch(/Stopped the stack's own PostgreSQL/);
       }
       const port = Number(new URL(service.url).port);
       expect(await isListening(port)).toBe(false);
@@ -128,22 +122,19 @@ describe('PostgreSQL for make up', () => {
 
   it('shows in make status what make up started and what it found running', () => {
     const base = {
-      supervisorPid: 1,
-      phase: 'running' as const,
-      error: null,
-      updatedAt: '',
+      daemonPid: 1,
       publicUrl: 'http://127.0.0.1:8080',
       desiredInstances: 0,
       maxInstances: 16,
       redis: { url: 'redis://127.0.0.1:6379', managed: false, pid: null },
       simulator: null,
-      caddy: null,
+      caddy: { adminUrl: 'http://127.0.0.1:2019', pid: 2 },
       prometheus: null,
       instances: [],
     };
     const running = formatStatus(
       { ...base, postgres: { url: DEFAULT_DATABASE_URL, managed: 'none', cluster: null, pid: null } },
-      '/tmp/logs',
+      '/tmp/run',
     );
     expect(running).toMatch(/postgres {4}postgres:\/\/postgres@127\.0\.0\.1:5432\/focus$/m);
     const system = formatStatus(
@@ -151,19 +142,12 @@ describe('PostgreSQL for make up', () => {
         ...base,
         postgres: { url: DEFAULT_DATABASE_URL, managed: 'system', cluster: { version: '15', name: 'main' }, pid: null },
       },
-      '/tmp/logs',
+      '/tmp/run',
     );
     expect(system).toContain('Debian cluster 15/main (started by make up)');
   });
 });
 
 function runnerContext() {
-  const dir = mkdtempSync(join(tmpdir(), 'focus-runner-'));
-  const paths = runPaths(dir);
-  return {
-    settings: loadStackSettings({ RUN_DIR: dir }),
-    paths: { ...paths, log: () => '/dev/null' },
-    logger: pino({ level: 'silent' }),
-    onChange: () => undefined,
-  };
+  return { runDir: mkdtempSync(join(tmpdir(), 'focus-runner-')), say: () => undefined };
 }
