@@ -5,10 +5,13 @@ export const CHAT_QUEUE_NAME = 'chat';
 
 /**
  * BullMQ's own key prefix under ours, so one REDIS_PREFIX namespaces everything.
- * The braces are a Redis Cluster hash tag: BullMQ's scripts touch several keys
- * of a queue at once, which a cluster allows only within one slot.
+ * The braces are a Redis Cluster hash tag, the ledger's too (queueKeys): BullMQ's
+ * scripts touch several keys of a queue at once, which a cluster allows only
+ * within one slot, and with the ledger in the same slot one WAIT on its
+ * primary covers an admission's writes to both.
  */
-export const bullPrefix = (redisPrefix: string) => `${redisPrefix}{bull}`;
+const QUEUE_HASH_TAG = '{queue}';
+export const bullPrefix = (redisPrefix: string) => `${redisPrefix}${QUEUE_HASH_TAG}:bull`;
 
 /**
  * Our keys beside BullMQ's:
@@ -44,8 +47,8 @@ export interface QueueKeys {
 export type OwnerKey = 'line' | 'jobs' | 'idem';
 
 export function queueKeys(redisPrefix: string): QueueKeys {
-  // One hash tag for every key of the ledger: its scripts touch the line, records and owners' keys together.
-  const base = `${redisPrefix}{queue}:`;
+  // BullMQ's hash tag for every key of the ledger: its scripts touch the line, records and owners' keys together.
+  const base = `${redisPrefix}${QUEUE_HASH_TAG}:`;
   const jobPrefix = `${base}job:`;
   const ownerPrefix = `${base}owner:`;
   return {

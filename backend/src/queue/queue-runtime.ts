@@ -53,6 +53,7 @@ export function startQueueRuntime(options: QueueRuntimeOptions): QueueRuntime {
     tracker: createDegradationTracker('queue', logger, metrics),
     replicaAck: createReplicaAck({
       redis,
+      key: keys.line,
       replicas: config.REDIS_WAIT_REPLICAS,
       timeoutMs: config.REDIS_WAIT_TIMEOUT_MS,
       logger,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
 /**
@@ -21,6 +21,12 @@ export interface ReplicaAck {
 export interface ReplicaAckOptions {
   /** The connection that made the writes: WAIT counts that connection's writes only. */
   redis: Redis;
+  /**
+   * A key of the slot the writes went to. On a Redis Cluster, WAIT and INFO
+   * must reach that slot's primary (a keyless command goes to any master), on
+   * the cluster's own connection to it, which carried the writes.
+   */
+  key: string;
   replicas: number;
   timeoutMs: number;
   logger: Logger;
@@ -48,9 +54,24 @@ export function createReplicaAck(options: ReplicaAckOptions): ReplicaAck {
     }
   }
 
-  async function connectedReplicas(): Promise<number> {
+  let slot: number | undefined;
+  async function primary(): Promise<Redis> {
+    if (!('isCluster' in redis && redis.isCluster)) {
+      return redis;
+    }
+    const cluster = redis as unknown as Cluster;
+    slot ??= Number(await cluster.cluster('KEYSLOT', options.key));
+    const address = cluster.slots[slot]?.[0];
+    const node = cluster.nodes('master').find((master) => `${master.options.host}:${master.options.port}` === address);
+    if (!node) {
+      throw new Error(`no primary known for cluster slot ${slot}`);
+    }
+    return node;
+  }
+
+  async function connectedReplicas(server: Redis): Promise<number> {
     if (!known || now() - known.at > refreshMs) {
-      const info = await redis.info('replication');
+      const info = await server.info('replication');
       known = { replicas: Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0), at: now() };
     }
     return known.replicas;
@@ -62,7 +83,8 @@ export function createReplicaAck(options: ReplicaAckOptions): ReplicaAck {
         return;
       }
       try {
-        const connected = await connectedReplicas();
+        const server = await primary();
+        const connected = await connectedReplicas(server);
         if (connected === 0) {
           // Nothing to wait for. Logged only once a replica was seen: a single Redis never had one.
           if (seenReplica) {
@@ -72,7 +94,7 @@ export function createReplicaAck(options: ReplicaAckOptions): ReplicaAck {
         }
         seenReplica = true;
         const wanted = Math.min(replicas, connected);
-        const acked = Number(await redis.wait(wanted, timeoutMs));
+        const acked = Number(await server.wait(wanted, timeoutMs));
         if (acked < wanted) {
           known = undefined;
           shortfall({ connected, acked, timeoutMs }, 'a replica did not acknowledge a queued job in time');

@@ -54,6 +54,7 @@ describe('the replica acknowledgement of queued jobs', () => {
     const logs = new LogCapture();
     const ack = createReplicaAck({
       redis,
+      key: 'k',
       replicas: 1,
       timeoutMs: 200,
       logger: createLogger({ level: 'info', instanceId: 'ack-test' }, logs),
@@ -72,6 +73,7 @@ describe('the replica acknowledgement of queued jobs', () => {
     let clock = 0;
     const ack = createReplicaAck({
       redis,
+      key: 'k',
       replicas: 1,
       timeoutMs: 200,
       logger: createLogger({ level: 'info', instanceId: 'ack-test' }, logs),
