@@ -48,8 +48,6 @@ export const tooManyConcurrent = () =>
     'Retry-After': '1',
   });
 
-export const notFound = (message = 'No such resource.') => new AppError(404, 'not_found', message);
-
 export const payloadTooLarge = (limitBytes: number) =>
   new AppError(413, 'payload_too_large', `The request body is larger than ${limitBytes} bytes.`);
 
