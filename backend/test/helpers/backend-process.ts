@@ -77,6 +77,8 @@ export interface BackendProcessOptions {
    * (make test and make bench build it first).
    */
   entry?: 'source' | 'build';
+  /** How long /readyz may take to answer 200 (20 s by default; tsx compiling on a busy machine takes longer). */
+  readyTimeoutMs?: number;
 }
 
 /** Starts a backend as a real process on a free port and resolves once /readyz answers 200. */
@@ -114,7 +116,7 @@ export async function startBackendProcess(
   try {
     await waitFor(
       async () => (await fetch(`${url}/readyz`)).status === 200,
-      20_000,
+      options.readyTimeoutMs ?? 20_000,
       `backend on ${url}`,
       () =>
         child.exitCode !== null || child.signalCode !== null
