@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Cluster } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GroqSimulator, startGroqSimulator } from '../../sim/groq-simulator.js';
+import { queueKeys } from '../../src/queue/queue-keys.js';
 import { callerKeys } from '../../src/redis/caller-key.js';
 import { signUp } from '../helpers/accounts.js';
 import { type BackendProcess, startBackendProcess } from '../helpers/backend-process.js';
@@ -19,6 +20,8 @@ const PASSWORD = 'cluster-test-password';
 const CALLER_SALT = 'cluster-test-caller-salt';
 const IP_LIMIT = 15;
 const QUOTA_RPM = 2;
+/** Three instances and six Redis servers start on a machine other tests share. */
+const STARTUP = { readyTimeoutMs: 120_000 };
 const SECRET = 'I keep putting off calling the dentist about my tooth';
 
 /** What a Redis Cluster answers a client that routes a key to the wrong node or a script across slots. */
@@ -73,27 +76,33 @@ describe('Redis Cluster', () => {
     };
     for (const name of ['a', 'b']) {
       backends.push(
-        await startBackendProcess({
-          ...common,
-          GROQ_BASE_URL: simulator.url,
-          REDIS_PREFIX: prefix,
-          INSTANCE_ID: `cluster-${name}`,
-          MAX_REQUESTS_PER_MINUTE: String(IP_LIMIT),
-          USER_REQUESTS_PER_MINUTE: '1000',
-          GROQ_MAX_TOKENS: '100',
-          USER_TOKENS_PER_DAY: '2000',
-        }),
+        await startBackendProcess(
+          {
+            ...common,
+            GROQ_BASE_URL: simulator.url,
+            REDIS_PREFIX: prefix,
+            INSTANCE_ID: `cluster-${name}`,
+            MAX_REQUESTS_PER_MINUTE: String(IP_LIMIT),
+            USER_REQUESTS_PER_MINUTE: '1000',
+            GROQ_MAX_TOKENS: '100',
+            USER_TOKENS_PER_DAY: '2000',
+          },
+          STARTUP,
+        ),
       );
     }
-    quotaBackend = await startBackendProcess({
-      ...common,
-      GROQ_BASE_URL: quotaSimulator.url,
-      REDIS_PREFIX: quotaPrefix,
-      INSTANCE_ID: 'cluster-quota',
-      GROQ_RPM: String(QUOTA_RPM),
-      QUOTA_MAX_WAIT_MS: '0',
-    });
-  }, 180_000);
+    quotaBackend = await startBackendProcess(
+      {
+        ...common,
+        GROQ_BASE_URL: quotaSimulator.url,
+        REDIS_PREFIX: quotaPrefix,
+        INSTANCE_ID: 'cluster-quota',
+        GROQ_RPM: String(QUOTA_RPM),
+        QUOTA_MAX_WAIT_MS: '0',
+      },
+      STARTUP,
+    );
+  }, 480_000);
 
   afterAll(async () => {
     await Promise.all([...backends, quotaBackend].filter(Boolean).map((backend) => backend.stop()));
@@ -103,6 +112,18 @@ describe('Redis Cluster', () => {
     await dropTestDatabase(databaseUrl);
     rmSync(dir, { recursive: true, force: true });
   });
+
+  /** The master serving a key's slot, as the test's cluster client sees it. */
+  async function primaryOf(key: string): Promise<Redis> {
+    const slot = Number(await redis.cluster('KEYSLOT', key));
+    const address = redis.slots[slot]?.[0];
+    const node = redis.nodes('master').find((master) => `${master.options.host}:${master.options.port}` === address);
+    expect(node, `master of slot ${slot}`).toBeDefined();
+    return node as Redis;
+  }
+
+  const waitCalls = async (node: Redis) =>
+    Number(/^cmdstat_wait:calls=(\d+)/m.exec(await node.info('commandstats'))?.[1] ?? 0);
 
   const [a, b] = [() => backends[0] as BackendProcess, () => backends[1] as BackendProcess];
 
@@ -165,6 +186,12 @@ describe('Redis Cluster', () => {
     const { jobId } = queued.json as QueuedBody;
     const done = await pollUntilDone(b().url, jobId, { ip, timeoutMs: 60_000, intervalMs: 200 });
     expect(done).toMatchObject({ status: 'completed', result: { cached: false } });
+    // The admission waited for a replica of the queue's own primary (WAIT there, not on any master).
+    const queuePrimary = await primaryOf(queueKeys(prefix).line);
+    expect(await waitCalls(queuePrimary)).toBeGreaterThan(0);
+    for (const master of redis.nodes('master').filter((node) => node !== queuePrimary)) {
+      expect(await waitCalls(master)).toBe(0);
+    }
   });
 
   it('streams an answer to its done event', async () => {
