@@ -54,6 +54,28 @@ describe('the Redis target', () => {
     expect(describeRedisTarget(target)).toBe('sentinel focus via 10.0.0.1:26379,sentinel-b:26380,fd00::3:26381');
   });
 
+  it('reaches a Redis Cluster through the nodes given, with the password and TLS on every node', () => {
+    const target = redisTarget(
+      loadConfig({
+        REDIS_URL: 'rediss://app@ignored-host',
+        REDIS_CLUSTER_NODES: 'node-a:7000,10.0.0.2:7001',
+        REDIS_PASSWORD: 'cluster-pass',
+        REDIS_TLS_CA_FILE: caFile,
+      }),
+    );
+    expect(target).toEqual({
+      clusterNodes: [
+        { host: 'node-a', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+      ],
+      username: 'app',
+      password: 'cluster-pass',
+      db: 0,
+      tls: { ca: expect.stringContaining('BEGIN CERTIFICATE') },
+    });
+    expect(describeRedisTarget(target)).toBe('cluster via node-a:7000,10.0.0.2:7001 (tls)');
+  });
+
   it('refuses bad settings with one line each', () => {
     expect(() => parseRedisEndpoints(' , ')).toThrow(/host:port/);
     expect(
@@ -68,6 +90,13 @@ describe('the Redis target', () => {
       `REDIS_TLS_CA_FILE: cannot read the file (got "${join(dir, 'missing.crt')}")`,
     ]);
     expect(problems({ REDIS_TLS_CA_FILE: caFile })).toEqual(['REDIS_TLS_CA_FILE: needs a rediss:// REDIS_URL']);
+    expect(problems({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_SENTINELS: 'b:26379' })).toEqual([
+      'REDIS_CLUSTER_NODES: a Redis Cluster has no Sentinels; set one of REDIS_CLUSTER_NODES, REDIS_SENTINELS',
+    ]);
+    expect(problems({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_URL: 'redis://127.0.0.1/3' })).toEqual([
+      'REDIS_CLUSTER_NODES: a Redis Cluster has database 0 only; drop the database from REDIS_URL',
+    ]);
+    expect(problems({ REDIS_CLUSTER_NODES: 'a' })).toEqual(['REDIS_CLUSTER_NODES: "a" is not host:port (got "a")']);
     expect(problems({ REDIS_WAIT_TIMEOUT_MS: '500' })).toEqual([
       'REDIS_WAIT_TIMEOUT_MS: must be below REDIS_COMMAND_TIMEOUT_MS',
     ]);
