@@ -16,45 +16,20 @@
  *   queue where streaming is not available or the stream cannot start.
  */
 
+// The server's own response types (erased by the build): the client cannot drift from them.
+import type { ChatReply, DeviceAccount, JobStatusBody, QueuedJob } from '../routes/responses.js';
 // The two small helpers shared with the server (backend/src/shared: no Node API, bundled into the page).
 import { parseRetryAfterMs } from '../shared/retry-after.js';
 import { sleep } from '../shared/sleep.js';
+
+export type { ChatReply, DeviceAccount, QueuedJob };
 
 export interface ChatTurn {
   role: 'user' | 'assistant';
   content: string;
 }
 
-export interface ChatReply {
-  response: string;
-  cached: boolean;
-  /** True when the answer was shared with identical requests in flight at the same time. */
-  coalesced: boolean;
-  model: string;
-  provider: string;
-  usage: { promptTokens: number; completionTokens: number };
-  /** Present on the fixed answer to a message in crisis: show its resources (tel: links). */
-  safety?: {
-    triggered: true;
-    category: string;
-    resources: { name: string; phone?: string; text?: string; url: string }[];
-  };
-}
-
-export interface QueuedJob {
-  jobId: string;
-  status: 'queued';
-  position: number;
-  estimatedTime: number;
-  message: string;
-}
-
-export type JobStatus =
-  | { status: 'completed'; result: ChatReply }
-  | { status: 'failed'; error: { code: string; message: string } }
-  | { status: 'processing'; state: 'waiting' | 'active' | 'delayed'; position: number; estimatedTime: number }
-  | { status: 'not_found' };
-
+export type JobStatus = JobStatusBody;
 export type JobProgress = Extract<JobStatus, { status: 'processing' }>;
 
 /** Every failure the client reports: the backend's error code, or one of its own (network, timeout, aborted). */
@@ -68,14 +43,6 @@ export class FocusChatError extends Error {
     super(message);
     this.name = 'FocusChatError';
   }
-}
-
-/** A device account, as POST /api/auth/device answers it. */
-export interface DeviceAccount {
-  userId: string;
-  token: string;
-  /** ISO 8601; sign in again after it (or after a 401 invalid_token). */
-  expiresAt: string;
 }
 
 export interface FocusChatClientOptions {

@@ -6,6 +6,7 @@ import type { ChatQueue } from '../queue/chat-queue.js';
 import { parseIdempotencyKey } from '../queue/idempotency.js';
 import { isJobId } from '../queue/queue-keys.js';
 import { safetyAnswer } from '../safety/index.js';
+import type { JobStatusBody, QueuedJob } from './responses.js';
 
 export interface QueueRoutesOptions {
   queue: ChatQueue;
@@ -50,7 +51,13 @@ export function queueRoutes(options: QueueRoutesOptions): Router<AppState> {
     if (replayed) {
       ctx.set('Idempotent-Replayed', 'true');
     }
-    ctx.body = { jobId, status: 'queued', position, estimatedTime, message: queuedMessage(position, estimatedTime) };
+    ctx.body = {
+      jobId,
+      status: 'queued',
+      position,
+      estimatedTime,
+      message: queuedMessage(position, estimatedTime),
+    } satisfies QueuedJob;
   });
 
   router.get('/api/chat/status/:jobId', ...options.pollGuard, async (ctx) => {
@@ -63,10 +70,10 @@ export function queueRoutes(options: QueueRoutesOptions): Router<AppState> {
     if (!status) {
       // Unknown, expired and someone else's jobs look exactly alike.
       ctx.status = 404;
-      ctx.body = { status: 'not_found' };
+      ctx.body = { status: 'not_found' } satisfies JobStatusBody;
       return;
     }
-    ctx.body = status;
+    ctx.body = status satisfies JobStatusBody;
   });
 
   return router;
