@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import PM2, { type ProcessDescription, type StartOptions } from 'pm2';
+import type { ProcessDescription, StartOptions } from 'pm2';
 
 /**
  * The stack's PM2: its daemon lives in $RUN_DIR/pm2 (PM2_HOME), never in the
@@ -19,8 +19,10 @@ export interface Pm2 {
 export const pm2Home = (runDir: string) => join(runDir, 'pm2');
 
 export async function connectPm2(runDir: string): Promise<Pm2> {
-  // The daemon PM2 spawns takes PM2_HOME from the environment before the option.
+  // Loading PM2 creates the directories of PM2_HOME (~/.pm2 when unset), and the
+  // daemon it spawns takes PM2_HOME from the environment before the option.
   process.env.PM2_HOME = pm2Home(runDir);
+  const { default: PM2 } = await import('pm2');
   const pm2 = new (PM2 as unknown as { custom: new (options: { pm2_home: string }) => typeof PM2 }).custom({
     pm2_home: pm2Home(runDir),
   });
