@@ -26,6 +26,7 @@ import { createRedisClient, waitForRedis } from './redis/redis-client.js';
 import { watchRedisDurability } from './redis/redis-durability.js';
 import { describeRedisTarget, redisTarget } from './redis/redis-target.js';
 import { createModerationModel, createSafetyCheck, LANGUAGES } from './safety/index.js';
+import { sleep } from './shared/sleep.js';
 import { registerActiveUsersGauge } from './telemetry/active-users-gauge.js';
 import { createClusterStats } from './telemetry/cluster-stats.js';
 import { createDegradationTracker } from './telemetry/degradation.js';
@@ -293,7 +294,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   async function stop() {
     lifecycle.draining = true;
     logger.info('draining');
-    await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_MS));
+    await sleep(config.SHUTDOWN_DRAIN_MS);
     if (server.listening) {
       await new Promise<void>((resolve) => {
         // close() ends idle keep-alive connections only once: a connection whose
