@@ -24,8 +24,12 @@ const QUOTA_RPM = 2;
 const STARTUP = { readyTimeoutMs: 120_000 };
 const SECRET = 'I keep putting off calling the dentist about my tooth';
 
-/** What a Redis Cluster answers a client that routes a key to the wrong node or a script across slots. */
-const CLUSTER_ERRORS = /MOVED|CROSSSLOT|ASK |\bERR\b|non local key/;
+/**
+ * What a Redis Cluster answers a client that routes a key to the wrong node or
+ * a script across slots, what ioredis says of a pipeline across nodes, and
+ * any Redis failure a component degraded on (its once-per-outage warning).
+ */
+const CLUSTER_ERRORS = /MOVED|CROSSSLOT|ASK |\bERR\b|non local key|same slots allocation group|failing, degrading/;
 
 /**
  * The app on a six-node Redis Cluster (Debian's redis-server with
@@ -72,6 +76,8 @@ describe('Redis Cluster', () => {
       REDIS_PASSWORD_FILE: passwordFile,
       DATABASE_URL: databaseUrl,
       LOG_CALLER_SALT: CALLER_SALT,
+      // Room for a machine busy with other tests: a timed-out command would degrade, not fail, and blur what is tested.
+      REDIS_COMMAND_TIMEOUT_MS: '2000',
       QUEUE_CONCURRENCY: '2',
     };
     for (const name of ['a', 'b']) {
@@ -273,12 +279,12 @@ describe('Redis Cluster', () => {
     expectStatus('dashboard', await request(`${a().url}/dashboard`), 200);
   });
 
-  it('failed no request unexpectedly and logged no redirection or cross-slot error', () => {
+  it('failed no request unexpectedly and logged no redirection, cross-slot or other error', () => {
     expect(unexpected).toEqual([]);
     for (const backend of [...backends, quotaBackend]) {
       const lines = backend.output().split('\n');
       expect(lines.filter((line) => CLUSTER_ERRORS.test(line))).toEqual([]);
-      expect(lines.filter((line) => /"level":(40|50|60)/.test(line))).toEqual([]);
+      expect(lines.filter((line) => /"level":(50|60)/.test(line))).toEqual([]);
     }
   });
 });
