@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
 /**
@@ -90,7 +90,16 @@ export async function checkRedisDurability(redis: Redis, logger: Logger): Promis
 
 /** Runs the check once, when the client is first ready (at once if it already is). */
 export function watchRedisDurability(redis: Redis, logger: Logger): void {
-  const run = () => void checkRedisDurability(redis, logger);
+  const run = () => {
+    if (!('isCluster' in redis && redis.isCluster)) {
+      void checkRedisDurability(redis, logger);
+      return;
+    }
+    // A cluster's masters are configured one by one, and a keyless CONFIG reaches any one of them: check each.
+    for (const master of (redis as unknown as Cluster).nodes('master')) {
+      void checkRedisDurability(master, logger.child({ redisNode: `${master.options.host}:${master.options.port}` }));
+    }
+  };
   if (redis.status === 'ready') {
     run();
   } else {
