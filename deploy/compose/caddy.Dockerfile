@@ -12,8 +12,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY web ./web
-# The page bundles the app's client helper.
+# The page bundles the app's client helper, and the small helpers it shares with the backend.
 COPY backend/src/client ./backend/src/client
+COPY backend/src/shared ./backend/src/shared
 RUN npm run build:web
 
 FROM ${CADDY_IMAGE}

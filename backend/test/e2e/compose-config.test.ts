@@ -64,6 +64,18 @@ function mounts(service: ComposeService | undefined): { source: string; target: 
   });
 }
 
+/** `caddy adapt` in the container's layout: the Caddyfile and public-entry.caddy side by side in one folder. */
+function adaptCaddyfile(caddyfile: string, env: Record<string, string> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'compose-caddy-'));
+  copyFileSync(caddyfile, join(dir, 'Caddyfile'));
+  copyFileSync(join(REPO_ROOT, 'deploy/caddy/public-entry.caddy'), join(dir, 'public-entry.caddy'));
+  return execFileSync('caddy', ['adapt', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
 function byTarget(a: { target: string }, b: { target: string }): number {
   return a.target.localeCompare(b.target);
 }
@@ -172,26 +184,43 @@ describe('deploy/compose', () => {
       }
       expect(service.image, name).toMatch(/^focus[/-]/);
       expect(script, `${name}: ${service.image}`).toContain((service.image ?? '').split(':')[0]);
-      // Merging two files may reorder a service's volumes.
-      const { image: _online, build: _build, volumes: before, ...rest } = online[name] ?? {};
-      const { image: _offline, build: _built, volumes: after, profiles: _none, ...same } = service;
+      // Merging two files may reorder a service's volumes. Caddy 2.6.2 gets its own Caddyfile.
+      const caddyfile = (mount: { source: string; target: string }) =>
+        mount.target === '/etc/caddy/Caddyfile' ? { ...mount, source: 'Caddyfile' } : mount;
+      const { image: _online, build: _build, volumes: before, environment: was, ...rest } = online[name] ?? {};
+      const { image: _offline, build: _built, volumes: after, profiles: _none, environment: is, ...same } = service;
       expect(same, name).toEqual(rest);
-      expect(mounts({ volumes: after }).sort(byTarget), name).toEqual(mounts({ volumes: before }).sort(byTarget));
+      expect(mounts({ volumes: after }).map(caddyfile).sort(byTarget), name).toEqual(
+        mounts({ volumes: before }).map(caddyfile).sort(byTarget),
+      );
+      const { SHUTDOWN_DRAIN_MS: _drain, COMPOSE_PROJECT: _project, ...env } = is ?? {};
+      const { SHUTDOWN_DRAIN_MS: _passed, ...passedOn } = was ?? {};
+      expect(env, name).toEqual(passedOn);
     }
     expect(offline.grafana?.profiles).toEqual(['grafana']);
+    expect(mounts(offline.caddy)).toContainEqual({
+      source: join(COMPOSE_DIR, 'offline/Caddyfile'),
+      target: '/etc/caddy/Caddyfile',
+      readOnly: true,
+    });
+    expect(offline.caddy?.environment?.COMPOSE_PROJECT).toBe('compose');
+    expect(offline.backend?.environment?.SHUTDOWN_DRAIN_MS).toBe('3000');
   });
 
   it('has a Caddyfile that adapts, proxying to every backend replica through Docker DNS', () => {
-    // The container's layout: both files side by side in /etc/caddy.
-    const dir = mkdtempSync(join(tmpdir(), 'compose-caddy-'));
-    copyFileSync(join(COMPOSE_DIR, 'Caddyfile'), join(dir, 'Caddyfile'));
-    copyFileSync(join(REPO_ROOT, 'deploy/caddy/public-entry.caddy'), join(dir, 'public-entry.caddy'));
-    const json = execFileSync('caddy', ['adapt', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const json = adaptCaddyfile(join(COMPOSE_DIR, 'Caddyfile'));
     expect(json).toContain('"dynamic_upstreams":{"name":"backend","port":"3000","refresh":1000000000,"source":"a"}');
     expect(json).toContain('"retries":3');
+    expect(json).toContain('"listen":[":2019"]');
+  });
+
+  it('has an offline Caddyfile (Caddy 2.6.2) with 16 health-checked slots named after the replicas', () => {
+    const json = adaptCaddyfile(join(COMPOSE_DIR, 'offline/Caddyfile'), { COMPOSE_PROJECT: 'focus' });
+    for (let n = 1; n <= 16; n += 1) {
+      expect(json).toContain(`{"dial":"focus_backend_${n}:3000"}`);
+      expect(json).toContain(`{"dial":"focus-backend-${n}:3000"}`);
+    }
+    expect(json).toContain('"uri":"/readyz"');
     expect(json).toContain('"listen":[":2019"]');
   });
 

@@ -91,6 +91,6 @@ tar -c package.json package-lock.json tsconfig.json tsconfig.build.json backend/
   build --build-arg "NODE_IMAGE=$node_image" -t focus-backend:local -f deploy/compose/Dockerfile -
 log focus-caddy:offline
 tar -c --exclude=web/dist --exclude=web/test-results --exclude=web/node_modules \
-  package.json package-lock.json web backend/src/client deploy/compose/caddy.Dockerfile |
+  package.json package-lock.json web backend/src/client backend/src/shared deploy/compose/caddy.Dockerfile |
   build --build-arg "NODE_IMAGE=$node_image" --build-arg CADDY_IMAGE=focus/caddy-base:offline \
     -t focus-caddy:offline -f deploy/compose/caddy.Dockerfile -

@@ -8,4 +8,8 @@ RUN apt-get update \
 WORKDIR /data
 USER redis
 EXPOSE 6379
+# The official image's redis-server runs with protected mode off (the compose
+# network is its protection); Debian's, started with no config file, would
+# refuse every client not on loopback.
+ENTRYPOINT ["/bin/sh", "-c", "if [ \"$1\" = redis-server ]; then set -- \"$@\" --protected-mode no; fi; exec \"$@\"", "--"]
 CMD ["redis-server"]
