@@ -297,6 +297,10 @@ async function up(settings: StackSettings, rawCount: string | undefined): Promis
     throw new UsageError(installed.instructions);
   }
   await checkPostgres();
+  const noPrometheus = prometheusSkipReason(settings);
+  if (noPrometheus && settings.prometheus === 'true') {
+    throw new UsageError(`PROMETHEUS_ENABLED=true, but ${noPrometheus}`);
+  }
   mkdirSync(settings.runDir, { recursive: true });
   write(`Starting ${instancesWord(count)} behind Caddy (run directory ${shown(settings.runDir)})…`);
   const pm2 = await connectPm2(settings.runDir);

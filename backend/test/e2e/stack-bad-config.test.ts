@@ -23,4 +23,14 @@ describe('make up with a bad backend setting', () => {
     expect(failure).toMatch(/^MAX_REQUESTS_PER_MINUTE: /m);
     expect(await readRunState(env)).toBeUndefined();
   });
+
+  it('fails at once when PROMETHEUS_ENABLED=true but there is no Prometheus config, and starts nothing', async () => {
+    const missing = await localStackEnv({ PROMETHEUS_ENABLED: 'true', PROMETHEUS_CONFIG_DIR: env.RUN_DIR as string });
+    const failure = await runMake(['up', 'N=1'], missing, 30_000).then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    expect(failure).toMatch(/PROMETHEUS_ENABLED=true, but .*(prometheus\.local\.yml does not exist|not installed)/);
+    expect(await readRunState(missing)).toBeUndefined();
+  });
 });
