@@ -20,10 +20,26 @@ export interface ResponseCache {
   get(key: string | readonly string[]): Promise<CachedAnswer | undefined>;
   /** `owner` (a signed-in user's CallerRef key): the answer came from their conversation, and goes when they do. */
   set(key: string, answer: CachedAnswer, owner?: string): Promise<void>;
+  /** An entry for a caller that reads or writes it inside a Redis command of its own (the coalescer's lock). */
+  entry(key: string): CacheEntry;
+  /** Lists `key` under the owner, before its entry is written, so that deleting the owner always finds it; false when Redis failed (store nothing then). */
+  own(owner: string, key: string): Promise<boolean>;
   /** The answers stored from the owner's conversations and still cached (for their data export). */
   owned(owner: string): Promise<CachedAnswer[]>;
   /** Deletes every answer stored from the owner's conversations; throws when Redis fails. */
   forgetOwner(owner: string): Promise<void>;
+}
+
+export interface CacheEntry {
+  /** Hash-tagged by the key (`...{key}`): another key tagged so shares its cluster slot. */
+  redisKey: string;
+  ttlSeconds: number;
+  /** A raw value read (null: absent), counted as a hit or a miss like get(). */
+  read(raw: string | null): CachedAnswer | undefined;
+  encode(answer: CachedAnswer): string;
+  /** The cache's health tracking, for the caller's commands on the entry. */
+  failed(error: unknown): void;
+  succeeded(): void;
 }
 
 // SADD and EXPIRE of the owner's index in one command (a MULTI of them was four).
@@ -47,7 +63,21 @@ export interface RedisResponseCacheOptions {
  */
 export function createRedisResponseCache(options: RedisResponseCacheOptions): ResponseCache {
   const { redis, prefix, ttlSeconds, metrics, stats, tracker } = options;
-  const entryKey = (key: string) => `${prefix}cache:v1:${key}`;
+  const entryKey = (key: string) => `${prefix}cache:v1:{${key}}`;
+
+  function read(raw: string | null | undefined): CachedAnswer | undefined {
+    stats.recordCacheLookup(raw !== undefined && raw !== null);
+    if (raw === undefined || raw === null) {
+      metrics.cacheLookups.inc({ result: 'miss' });
+      return undefined;
+    }
+    metrics.cacheLookups.inc({ result: 'hit' });
+    return JSON.parse(raw) as CachedAnswer;
+  }
+
+  async function own(owner: string, key: string): Promise<void> {
+    await OWNER_ADD.run(redis, [ownerKey(owner)], [key, ttlSeconds]);
+  }
   // The keys of the answers stored from one user's conversations, for account deletion.
   const ownerKey = (owner: string) => `${prefix}cache:owner:${owner}`;
 
@@ -57,13 +87,7 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
       try {
         const raw = (await Promise.all(entries.map((entry) => redis.get(entry)))).find((value) => value !== null);
         tracker.succeeded();
-        stats.recordCacheLookup(raw !== undefined);
-        if (raw === undefined) {
-          metrics.cacheLookups.inc({ result: 'miss' });
-          return undefined;
-        }
-        metrics.cacheLookups.inc({ result: 'hit' });
-        return JSON.parse(raw) as CachedAnswer;
+        return read(raw);
       } catch (error) {
         tracker.failed(error);
         metrics.cacheLookups.inc({ result: 'error' });
@@ -75,12 +99,34 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
       try {
         if (owner !== undefined) {
           // The owner's index first: an entry is never stored unlisted, so deleting the owner finds it.
-          await OWNER_ADD.run(redis, [ownerKey(owner)], [key, ttlSeconds]);
+          await own(owner, key);
         }
         await redis.set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds);
         tracker.succeeded();
       } catch (error) {
         tracker.failed(error);
+      }
+    },
+
+    entry(key) {
+      return {
+        redisKey: entryKey(key),
+        ttlSeconds,
+        read,
+        encode: (answer) => JSON.stringify(answer),
+        failed: (error) => tracker.failed(error),
+        succeeded: () => tracker.succeeded(),
+      };
+    },
+
+    async own(owner, key) {
+      try {
+        await own(owner, key);
+        tracker.succeeded();
+        return true;
+      } catch (error) {
+        tracker.failed(error);
+        return false;
       }
     },
 

@@ -177,10 +177,17 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       }
       return answer;
     };
-    const hit = await cache.get(keys);
-    if (hit) {
-      return replayed(fromCache(hit, false));
+    const owner = answerOptions.caller?.kind === 'user' ? answerOptions.caller.key : undefined;
+    // With one candidate and a coalescer, the lookup rides on the lock's command and the store on the unlock's.
+    const folded = coalescer !== undefined && keys.length === 1;
+    if (!folded) {
+      const hit = await cache.get(keys);
+      if (hit) {
+        return replayed(fromCache(hit, false));
+      }
     }
+    /** The answer the coalescer stores with its unlock (folded path, the primary answered). */
+    let toStore: CachedAnswer | undefined;
 
     const ask = async (): Promise<ChatAnswer> => {
       const completion = await charged(generation, answerOptions, () =>
@@ -196,19 +203,24 @@ export function createChatService(options: ChatServiceOptions): ChatService {
         }),
       );
       // Stored under the namespace of whoever answered: a fallback answer never poses as the primary's.
-      const answered = targets.findIndex((target) => target.provider === completion.provider);
-      await cache.set(
-        keys[Math.max(0, answered)] as string,
-        {
-          response: completion.text,
-          model: completion.model,
-          provider: completion.provider,
-          usage: completion.usage,
-          finishReason: completion.finishReason,
-          createdAt: Date.now(),
-        },
-        answerOptions.caller?.kind === 'user' ? answerOptions.caller.key : undefined,
+      const answered = Math.max(
+        0,
+        targets.findIndex((target) => target.provider === completion.provider),
       );
+      const cached: CachedAnswer = {
+        response: completion.text,
+        model: completion.model,
+        provider: completion.provider,
+        usage: completion.usage,
+        finishReason: completion.finishReason,
+        createdAt: Date.now(),
+      };
+      const key = keys[answered] as string;
+      if (!folded || answered !== 0) {
+        await cache.set(key, cached, owner);
+      } else if (owner === undefined || (await cache.own(owner, key))) {
+        toStore = cached;
+      }
       return {
         response: completion.text,
         cached: false,
@@ -223,6 +235,7 @@ export function createChatService(options: ChatServiceOptions): ChatService {
       return ask();
     }
     let asked = false;
+    const entry = cache.entry(keys[0] as string);
     const { value } = await coalescer.run(
       keys[0] as string,
       () => {
@@ -234,6 +247,18 @@ export function createChatService(options: ChatServiceOptions): ChatService {
         return answer && fromCache(answer, true);
       },
       answerOptions.log,
+      folded
+        ? {
+            redisKey: entry.redisKey,
+            found: (raw) => {
+              const hit = entry.read(raw);
+              return hit && fromCache(hit, false);
+            },
+            store: () => (toStore ? { raw: entry.encode(toStore), ttlSeconds: entry.ttlSeconds } : undefined),
+            failed: entry.failed,
+            succeeded: entry.succeeded,
+          }
+        : undefined,
     );
     // The leader streamed live; whoever waited on it gets the answer replayed.
     return asked ? value : replayed(value);

@@ -21,6 +21,8 @@ export interface RequestCoalescer {
     follow: () => Promise<T | undefined>,
     /** The caller's logger (with its request id); the coalescer's own otherwise. */
     log?: Logger,
+    /** Where the result is stored: read with the lock, written with the unlock (no command of its own). */
+    stored?: StoredResult<T>,
   ): Promise<{ value: T; coalesced: boolean }>;
   close(): void;
 }
@@ -39,6 +41,21 @@ export interface RedisCoalescerOptions {
   tracker: DegradationTracker;
 }
 
+/**
+ * The caller's stored copy of the result (the response cache's entry), in the
+ * lock's Redis Cluster slot: its key carries the same `{key}` hash tag.
+ */
+export interface StoredResult<T> {
+  redisKey: string;
+  /** The stored value read with the lock (null: none); a value ends the run without leading. */
+  found(raw: string | null): T | undefined;
+  /** What to store from the leader's value, or undefined when the caller stores it (or nothing). */
+  store(value: T): { raw: string; ttlSeconds: number } | undefined;
+  /** The owner's health tracking: a command that read or wrote it failed, or went through. */
+  failed(error: unknown): void;
+  succeeded(): void;
+}
+
 type LeaderOutcome = 'done' | 'failed';
 type WaitOutcome = LeaderOutcome | 'gone' | 'timeout';
 
@@ -49,7 +66,10 @@ const DEFAULT_LOCK_TTL_MS = 3000;
 // Extends the lock only while this leader still owns it.
 const RENEW = redisScript(new URL('./coalesce-renew.lua', import.meta.url));
 
-// Deletes the lock only if this leader still owns it, then tells the followers.
+// Reads the stored result, else takes the lock.
+const CLAIM = redisScript(new URL('./coalesce-claim.lua', import.meta.url));
+
+// Stores the result (when given), deletes the lock only if this leader still owns it, then tells the followers.
 const FINISH = redisScript(new URL('./coalesce-finish.lua', import.meta.url));
 
 export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoalescer {
@@ -57,7 +77,8 @@ export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoa
   const lockTtlMs = options.lockTtlMs ?? DEFAULT_LOCK_TTL_MS;
   const ownLog = options.logger;
   const channel = `${prefix}coalesce:done`;
-  const lockKey = (key: string) => `${prefix}coalesce:lock:${key}`;
+  // Tagged by the key: a caller's stored result (`...{key}`) shares the lock's cluster slot.
+  const lockKey = (key: string) => `${prefix}coalesce:lock:{${key}}`;
   const waiters = new Map<string, Set<(outcome: LeaderOutcome) => void>>();
 
   function onMessage(from: string, message: string) {
@@ -110,51 +131,136 @@ export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoa
     });
   }
 
-  async function finishLeading(key: string, token: string, outcome: LeaderOutcome): Promise<void> {
+  async function finishLeading(
+    key: string,
+    token: string,
+    outcome: LeaderOutcome,
+    write?: { redisKey: string; raw: string; ttlSeconds: number; owner: StoredResult<unknown> },
+  ): Promise<void> {
+    const message = [token, channel, `${key}|${outcome}`];
     try {
-      await FINISH.run(redis, [lockKey(key)], [token, channel, `${key}|${outcome}`]);
+      await (write
+        ? FINISH.run(redis, [lockKey(key), write.redisKey], [...message, write.raw, write.ttlSeconds])
+        : FINISH.run(redis, [lockKey(key)], message));
+      write?.owner.succeeded();
     } catch (error) {
       tracker.failed(error);
+      write?.owner.failed(error);
     }
   }
 
-  async function leadHoldingLock<T>(key: string, token: string, lead: () => Promise<T>): Promise<T> {
+  async function leadHoldingLock<T>(
+    key: string,
+    token: string,
+    lead: () => Promise<T>,
+    stored: StoredResult<T> | undefined,
+  ): Promise<T> {
     const renewal = setInterval(() => {
       RENEW.run(redis, [lockKey(key)], [token, String(lockTtlMs)]).catch((error: unknown) => tracker.failed(error));
     }, lockTtlMs / 3);
     let outcome: LeaderOutcome = 'failed';
+    let write: { redisKey: string; raw: string; ttlSeconds: number; owner: StoredResult<T> } | undefined;
     try {
       const value = await lead();
       outcome = 'done';
+      const storing = stored?.store(value);
+      write = stored && storing ? { redisKey: stored.redisKey, ...storing, owner: stored } : undefined;
       return value;
     } finally {
       clearInterval(renewal);
-      await finishLeading(key, token, outcome);
+      await finishLeading(key, token, outcome, write);
     }
   }
 
+  /** Work done without the lock (coalescing off, Redis failing, the leader gave nothing): stored alone. */
+  async function leadAlone<T>(lead: () => Promise<T>, stored: StoredResult<T> | undefined): Promise<T> {
+    const value = await lead();
+    const storing = stored?.store(value);
+    if (stored && storing) {
+      await redis.set(stored.redisKey, storing.raw, 'EX', storing.ttlSeconds).then(
+        () => stored.succeeded(),
+        (error: unknown) => stored.failed(error),
+      );
+    }
+    return value;
+  }
+
+  /** Takes the lock, or finds the stored result (read in the same command when there is one). */
+  async function claim<T>(
+    key: string,
+    token: string,
+    stored: StoredResult<T> | undefined,
+  ): Promise<{ kind: 'lead' | 'wait' } | { kind: 'found'; value: T }> {
+    if (!stored) {
+      const taken = (await redis.set(lockKey(key), token, 'PX', lockTtlMs, 'NX')) === 'OK';
+      return { kind: taken ? 'lead' : 'wait' };
+    }
+    const [kind, raw] = (await CLAIM.run(redis, [lockKey(key), stored.redisKey], [token, lockTtlMs])) as [
+      string,
+      string?,
+    ];
+    const value = kind === 'found' ? stored.found(raw ?? null) : undefined;
+    if (value !== undefined) {
+      return { kind: 'found', value };
+    }
+    if (kind !== 'found') {
+      // Counted as a miss: the lock was asked for because nothing was stored.
+      stored.found(null);
+    }
+    return { kind: kind === 'lead' ? 'lead' : 'wait' };
+  }
+
   return {
-    async run(key, lead, follow, callerLog) {
+    async run(key, lead, follow, callerLog, stored) {
       const log = (callerLog ?? ownLog).child({ component: 'coalescer' });
       if (waitMs <= 0) {
-        return { value: await lead(), coalesced: false };
+        if (stored) {
+          const raw = await redis.get(stored.redisKey).then(
+            (value) => {
+              stored.succeeded();
+              return value;
+            },
+            (error: unknown) => {
+              stored.failed(error);
+              return undefined;
+            },
+          );
+          const value = raw === undefined ? undefined : stored.found(raw);
+          if (value !== undefined) {
+            return { value, coalesced: false };
+          }
+        }
+        return { value: await leadAlone(lead, stored), coalesced: false };
       }
       const deadline = Date.now() + waitMs;
+      // The stored result is read once, with the first claim: a follower taking over finds it through follow().
+      let first = true;
       const started = Date.now();
       // A follower whose leader vanished (died, lock expired) tries to take over, so
       // one of them leads again instead of all of them calling upstream at once.
       for (;;) {
         const token = randomUUID();
-        let leader: boolean;
+        let claimed: Awaited<ReturnType<typeof claim>>;
         try {
-          leader = (await redis.set(lockKey(key), token, 'PX', lockTtlMs, 'NX')) === 'OK';
+          claimed = await claim(key, token, first ? stored : undefined);
           tracker.succeeded();
+          if (first) {
+            stored?.succeeded();
+          }
+          first = false;
         } catch (error) {
           tracker.failed(error);
-          return { value: await lead(), coalesced: false };
+          // The stored result was not read either: its owner hears of the failure as from its own lookup.
+          if (first) {
+            stored?.failed(error);
+          }
+          return { value: await leadAlone(lead, stored), coalesced: false };
         }
-        if (leader) {
-          return { value: await leadHoldingLock(key, token, lead), coalesced: false };
+        if (claimed.kind === 'found') {
+          return { value: claimed.value as Awaited<ReturnType<typeof lead>>, coalesced: false };
+        }
+        if (claimed.kind === 'lead') {
+          return { value: await leadHoldingLock(key, token, lead, stored), coalesced: false };
         }
 
         const waited = await waitForLeader(key, deadline);
@@ -171,7 +277,7 @@ export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoa
             { waited, waitedMs: Date.now() - started },
             'coalescing leader gave no answer; calling upstream alone',
           );
-          return { value: await lead(), coalesced: false };
+          return { value: await leadAlone(lead, stored), coalesced: false };
         }
       }
     },

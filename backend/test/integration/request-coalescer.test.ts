@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedisCoalescer, type RequestCoalescer } from '../../src/llm/request-coalescer.js';
+import { createRedisCoalescer, type RequestCoalescer, type StoredResult } from '../../src/llm/request-coalescer.js';
 import { createRedisClient, type Redis, waitForRedis } from '../../src/redis/redis-client.js';
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
 import { createLogger } from '../../src/telemetry/logger.js';
@@ -89,6 +89,50 @@ describe('request coalescer (real Redis, two instances)', () => {
     expect(new Set(results.map((result) => result.value))).toEqual(new Set(['answer-1']));
   });
 
+  /** A result stored in Redis under the lock's hash tag: read with the lock, written with the unlock. */
+  function storedIn(key: string, seen: { found: (string | null)[] }): StoredResult<string> {
+    return {
+      redisKey: `${prefix}stored:{${key}}`,
+      found: (raw) => {
+        seen.found.push(raw);
+        return raw ?? undefined;
+      },
+      store: (value) => ({ raw: value, ttlSeconds: 60 }),
+      failed: () => undefined,
+      succeeded: () => undefined,
+    };
+  }
+
+  it("stores the leader's result with its unlock; the next run finds it with its claim and does no work", async () => {
+    const seen = { found: [] as (string | null)[] };
+    const first = await (instances[0] as RequestCoalescer).run(
+      'stored-question',
+      async () => 'stored-answer',
+      async () => undefined,
+      undefined,
+      storedIn('stored-question', seen),
+    );
+    expect(first).toEqual({ value: 'stored-answer', coalesced: false });
+    expect(await redis.get(`${prefix}stored:{stored-question}`)).toBe('stored-answer');
+    expect(await redis.exists(`${prefix}coalesce:lock:{stored-question}`)).toBe(0);
+
+    let led = false;
+    const second = await (instances[1] as RequestCoalescer).run(
+      'stored-question',
+      async () => {
+        led = true;
+        return 'a second call';
+      },
+      async () => undefined,
+      undefined,
+      storedIn('stored-question', seen),
+    );
+    expect(second).toEqual({ value: 'stored-answer', coalesced: false });
+    expect(led).toBe(false);
+    // Each run read the stored result once: absent, then present.
+    expect(seen.found).toEqual([null, 'stored-answer']);
+  });
+
   it('lets each follower do the work itself when the leader fails', async () => {
     const store = new Map<string, string>();
     const calls = { count: 0 };
@@ -104,7 +148,7 @@ describe('request coalescer (real Redis, two instances)', () => {
   });
 
   it('stops waiting for a leader that died holding the lock once the lock expires', async () => {
-    await redis.set(`${prefix}coalesce:lock:orphan`, 'dead-leader', 'PX', 300);
+    await redis.set(`${prefix}coalesce:lock:{orphan}`, 'dead-leader', 'PX', 300);
     const calls = { count: 0 };
     const { lead, follow } = work('orphan', new Map(), calls);
     const result = await (instances[1] as RequestCoalescer).run('orphan', lead, follow);
@@ -126,7 +170,7 @@ describe('request coalescer (real Redis, two instances)', () => {
   });
 
   it('lets one follower take over from a dead leader; the others coalesce with it', async () => {
-    await redis.set(`${prefix}coalesce:lock:taken-over`, 'dead-leader', 'PX', 300);
+    await redis.set(`${prefix}coalesce:lock:{taken-over}`, 'dead-leader', 'PX', 300);
     const store = new Map<string, string>();
     const calls = { count: 0 };
     const results = await Promise.all(
