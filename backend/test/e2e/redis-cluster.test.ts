@@ -285,6 +285,8 @@ describe('Redis Cluster', () => {
       const lines = backend.output().split('\n');
       expect(lines.filter((line) => CLUSTER_ERRORS.test(line))).toEqual([]);
       expect(lines.filter((line) => /"level":(50|60)/.test(line))).toEqual([]);
+      // The start check read every master's eviction and persistence (each is configured alone).
+      expect(lines.filter((line) => line.includes('Redis keeps queued jobs')).length).toBe(3);
     }
   });
 });
