@@ -3,8 +3,8 @@ import { z } from 'zod';
 
 /**
  * Settings of the local stack itself (ports, run directory), read from the
- * environment by both the CLI and the supervisor. Everything else in the
- * environment is the backends' business: it is passed to every instance as is.
+ * environment by the CLI. Everything else in the environment is the
+ * backends' business: it is passed to every instance as is.
  */
 
 const port = (fallback: number) => z.coerce.number().int().min(1).max(65_535).default(fallback);
