@@ -39,75 +39,9 @@ export interface Upstream {
 /** Builds the upstream side of one process: providers, their quotas and breakers, the gateway, the coalescer. */
 export function createUpstream(options: UpstreamOptions): Upstream {
   const { config, redis, metrics, logger } = options;
-  const wrap = options.wrapProvider ?? ((provider: LlmProvider) => provider);
-
-  function route(provider: LlmProvider, limits: QuotaLimits, timeoutMs: number): GatewayRoute {
-    return {
-      provider,
-      quota: createQuotaGovernor({
-        redis,
-        prefix: config.REDIS_PREFIX,
-        provider: provider.name,
-        limits,
-        callTimeoutMs: timeoutMs,
-        windowMs: config.QUOTA_WINDOW_MS,
-        now: options.now,
-        metrics,
-        logger,
-        tracker: createDegradationTracker(`quota-${provider.name}`, logger, metrics),
-      }),
-      breaker: createProviderBreaker({
-        provider: provider.name,
-        failureThreshold: config.BREAKER_FAILURE_THRESHOLD,
-        cooldownMs: config.BREAKER_COOLDOWN_MS,
-        metrics,
-        logger,
-      }),
-    };
-  }
-
-  const primary = route(
-    wrap(
-      createGroqProvider({
-        apiKey: config.GROQ_API_KEY ?? 'simulator',
-        baseURL: options.groqBaseUrl,
-        model: config.GROQ_MODEL,
-        timeoutMs: config.GROQ_TIMEOUT_MS,
-      }),
-    ),
-    {
-      requestsPerMinute: config.GROQ_RPM,
-      tokensPerMinute: config.GROQ_TPM,
-      requestsPerDay: config.GROQ_RPD,
-      tokensPerDay: config.GROQ_TPD,
-    },
-    config.GROQ_TIMEOUT_MS,
-  );
-  const fallback =
-    config.FALLBACK_BASE_URL && config.FALLBACK_MODEL
-      ? route(
-          wrap(
-            createOpenAiCompatibleProvider({
-              name: 'fallback',
-              apiKey: config.FALLBACK_API_KEY ?? 'none',
-              baseURL: config.FALLBACK_BASE_URL,
-              model: config.FALLBACK_MODEL,
-              timeoutMs: config.FALLBACK_TIMEOUT_MS,
-            }),
-          ),
-          {
-            requestsPerMinute: config.FALLBACK_RPM,
-            tokensPerMinute: config.FALLBACK_TPM,
-            requestsPerDay: config.FALLBACK_RPD,
-            tokensPerDay: config.FALLBACK_TPD,
-          },
-          config.FALLBACK_TIMEOUT_MS,
-        )
-      : undefined;
-
   const gateway = createLlmGateway({
-    primary,
-    fallback,
+    primary: primaryRoute(options),
+    fallback: fallbackRoute(options),
     retry: {
       maxAttempts: config.UPSTREAM_MAX_ATTEMPTS,
       budgetMs: config.UPSTREAM_RETRY_BUDGET_MS,
@@ -147,5 +81,72 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       // Nothing to flush on a subscriber, and QUIT would wait for ever while Redis is down.
       subscriber.disconnect();
     },
+  };
+}
+
+function primaryRoute(options: UpstreamOptions): GatewayRoute {
+  const { config } = options;
+  const provider = createGroqProvider({
+    apiKey: config.GROQ_API_KEY ?? 'simulator',
+    baseURL: options.groqBaseUrl,
+    model: config.GROQ_MODEL,
+    timeoutMs: config.GROQ_TIMEOUT_MS,
+  });
+  const limits = {
+    requestsPerMinute: config.GROQ_RPM,
+    tokensPerMinute: config.GROQ_TPM,
+    requestsPerDay: config.GROQ_RPD,
+    tokensPerDay: config.GROQ_TPD,
+  };
+  return route(options, provider, limits, config.GROQ_TIMEOUT_MS);
+}
+
+/** The OpenAI-compatible fallback, when one is configured. */
+function fallbackRoute(options: UpstreamOptions): GatewayRoute | undefined {
+  const { config } = options;
+  if (!config.FALLBACK_BASE_URL || !config.FALLBACK_MODEL) {
+    return undefined;
+  }
+  const provider = createOpenAiCompatibleProvider({
+    name: 'fallback',
+    apiKey: config.FALLBACK_API_KEY ?? 'none',
+    baseURL: config.FALLBACK_BASE_URL,
+    model: config.FALLBACK_MODEL,
+    timeoutMs: config.FALLBACK_TIMEOUT_MS,
+  });
+  const limits = {
+    requestsPerMinute: config.FALLBACK_RPM,
+    tokensPerMinute: config.FALLBACK_TPM,
+    requestsPerDay: config.FALLBACK_RPD,
+    tokensPerDay: config.FALLBACK_TPD,
+  };
+  return route(options, provider, limits, config.FALLBACK_TIMEOUT_MS);
+}
+
+/** One provider (decorated by wrapProvider) with its shared quota and its own breaker. */
+function route(options: UpstreamOptions, provider: LlmProvider, limits: QuotaLimits, timeoutMs: number): GatewayRoute {
+  const { config, metrics, logger } = options;
+  const wrapped = options.wrapProvider ? options.wrapProvider(provider) : provider;
+  return {
+    provider: wrapped,
+    quota: createQuotaGovernor({
+      redis: options.redis,
+      prefix: config.REDIS_PREFIX,
+      provider: wrapped.name,
+      limits,
+      callTimeoutMs: timeoutMs,
+      windowMs: config.QUOTA_WINDOW_MS,
+      now: options.now,
+      metrics,
+      logger,
+      tracker: createDegradationTracker(`quota-${wrapped.name}`, logger, metrics),
+    }),
+    breaker: createProviderBreaker({
+      provider: wrapped.name,
+      failureThreshold: config.BREAKER_FAILURE_THRESHOLD,
+      cooldownMs: config.BREAKER_COOLDOWN_MS,
+      metrics,
+      logger,
+    }),
   };
 }

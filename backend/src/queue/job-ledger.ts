@@ -130,185 +130,216 @@ function replies(results: [Error | null, unknown][] | null): unknown[] {
   });
 }
 
+/** The connection and key names every ledger step uses. */
+interface LedgerContext {
+  redis: Redis;
+  keys: QueueKeys;
+}
+
 export function createJobLedger(redis: Redis, keys: QueueKeys): JobLedger {
+  const context: LedgerContext = { redis, keys };
   return {
-    async admit(request) {
-      const idempotency = request.idempotency;
-      const reply = (await admitScript.run(
-        redis,
-        [
-          keys.line,
-          keys.seq,
-          keys.job(request.jobId),
-          // No key: a stand-in of the same cluster slot (an empty name would hash elsewhere); the script reads ARGV.
-          idempotency?.key ?? keys.line,
-          keys.stats,
-          keys.owner(request.owner, 'line'),
-          keys.owner(request.owner, 'jobs'),
-          keys.owner(request.owner, 'idem'),
-        ],
-        [
-          request.jobId,
-          request.owner,
-          request.maxWaiting,
-          request.pendingTtlSeconds,
-          idempotency?.ttlSeconds ?? 0,
-          idempotency?.value ?? '',
-          // BullMQ drops finished jobs lazily, past an age of the result TTL: the index keeps them that long more.
-          request.resultTtlSeconds,
-        ],
-      )) as [string, string | (string | null)[], number?, number?];
-      const [kind, detail, rank, priority] = reply;
-      if (kind === 'existing') {
-        return { kind, value: String(detail) };
-      }
-      const throughput = toThroughput(Array.isArray(detail) ? detail : []);
-      if (kind === 'full') {
-        return { kind, throughput };
-      }
-      return { kind: 'admitted', position: Number(rank) + 1, priority: Number(priority), throughput };
-    },
-
-    async withdraw(jobId, owner, idempotency) {
-      await withdrawScript.run(
-        redis,
-        [
-          keys.line,
-          // Stand-ins of the same cluster slot when absent; the script tells by the empty ARGV.
-          jobId === undefined ? keys.line : keys.job(jobId),
-          idempotency?.key ?? keys.line,
-          keys.owner(owner, 'line'),
-          keys.owner(owner, 'jobs'),
-          keys.owner(owner, 'idem'),
-        ],
-        [jobId ?? '', idempotency?.value ?? ''],
-      );
-    },
-
-    async read(jobId) {
-      const [fields, rank, stats, time] = replies(
-        await redis
-          .pipeline()
-          .hmget(keys.job(jobId), 'owner', 'state', 'result', 'error', 'startedAt', 'readyAt', 'enqueuedAt', 'priority')
-          .zrank(keys.line, jobId)
-          .hmget(keys.stats, 'iS', 'iW', 'dS', 'dW')
-          .time()
-          .exec(),
-      ) as [(string | null)[], number | null, (string | null)[], [string, string]];
-      const [owner, state, result, error, startedAt, readyAt, enqueuedAt, priority] = fields;
-      if (!owner || !state || !JOB_STATES.includes(state)) {
-        return undefined;
-      }
-      // Records from before priorities were all first in their owner's line.
-      const jobPriority = optionalNumber(priority ?? null) ?? 1;
-      const ready = optionalNumber(readyAt ?? null);
-      const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
-      let position = rank === null ? undefined : rank + 1;
-      if (state === 'delayed' && position !== undefined && ready !== undefined && ready <= now) {
-        // Due, but BullMQ promotes it only at its next fetch: where it will enter then.
-        position = 1 + (await redis.zcount(keys.line, '-inf', `(${jobPriority * PLACE_UNIT + now}`));
-      }
-      return {
-        owner,
-        state: state as JobState,
-        priority: jobPriority,
-        result: parseJson<ChatAnswer>(result ?? null),
-        error: parseJson<PublicError>(error ?? null),
-        position,
-        enqueuedAt: optionalNumber(enqueuedAt ?? null),
-        startedAt: optionalNumber(startedAt ?? null),
-        readyAt: ready,
-        now,
-        throughput: toThroughput(stats),
-      };
-    },
-
-    async start(jobId) {
-      const code = Number(
-        await startScript.run(redis, [keys.line, keys.job(jobId), keys.seq], [jobId, keys.ownerPrefix, keys.jobPrefix]),
-      );
-      if (code === -1) {
-        return { kind: 'gone' };
-      }
-      if (code === -2) {
-        return { kind: 'restart' };
-      }
-      if (code === -3) {
-        return { kind: 'finished' };
-      }
-      return { kind: 'first', waitedMs: code };
-    },
-
-    async park(jobId, reason, delayMs, attemptMs) {
-      return recordWrite(
-        await parkScript.run(
-          redis,
-          [keys.line, keys.seq, keys.job(jobId), keys.stats],
-          [
-            jobId,
-            reason,
-            Math.max(0, Math.round(delayMs)),
-            attemptMs === undefined ? '' : Math.round(attemptMs),
-            keys.ownerPrefix,
-          ],
-        ),
-      );
-    },
-
-    async finish(jobId, outcome, ttlSeconds, attemptMs) {
-      const [field, value] =
-        outcome.state === 'completed' ? ['result', outcome.result] : (['error', outcome.error] as const);
-      return recordWrite(
-        await finishScript.run(
-          redis,
-          [keys.line, keys.job(jobId), keys.stats],
-          [
-            jobId,
-            outcome.state,
-            field,
-            JSON.stringify(value),
-            ttlSeconds,
-            attemptMs === undefined ? '' : Math.round(attemptMs),
-            keys.ownerPrefix,
-            // As at admission: BullMQ keeps the finished job about one result TTL more.
-            ttlSeconds,
-          ],
-        ),
-      );
-    },
-
-    async lineHead(count) {
-      const flat = await redis.zrange(keys.line, '0', String(count - 1), 'WITHSCORES');
-      const entries: { jobId: string; score: string }[] = [];
-      for (let index = 0; index + 1 < flat.length; index += 2) {
-        entries.push({ jobId: flat[index] as string, score: flat[index + 1] as string });
-      }
-      return entries;
-    },
-
-    async dropStale(jobId, score) {
-      await dropStaleScript.run(redis, [keys.line, keys.job(jobId)], [jobId, score, keys.ownerPrefix]);
-    },
-
+    admit: (request) => admit(context, request),
+    withdraw: (jobId, owner, idempotency) => withdraw(context, jobId, owner, idempotency),
+    read: (jobId) => read(context, jobId),
+    start: (jobId) => start(context, jobId),
+    park: (jobId, reason, delayMs, attemptMs) => park(context, jobId, reason, delayMs, attemptMs),
+    finish: (jobId, outcome, ttlSeconds, attemptMs) => finish(context, jobId, outcome, ttlSeconds, attemptMs),
+    lineHead: (count) => lineHead(context, count),
+    dropStale: (jobId, score) => dropStale(context, jobId, score),
     ownedIds(owner) {
       return redis.zrange(keys.owner(owner, 'jobs'), '0', '-1');
     },
-
     async unlist(owner, jobId) {
       await redis.zrem(keys.owner(owner, 'jobs'), jobId);
     },
-
-    async forget(owner) {
-      const ids = await forgetScript.run(
-        redis,
-        [keys.line, keys.owner(owner, 'line'), keys.owner(owner, 'jobs'), keys.owner(owner, 'idem')],
-        [keys.jobPrefix],
-      );
-      return (ids as string[]).map(String);
-    },
-
+    forget: (owner) => forget(context, owner),
     waitingCount() {
       return redis.zcard(keys.line);
     },
   };
+}
+
+async function admit({ redis, keys }: LedgerContext, request: AdmitRequest): Promise<Admission> {
+  const idempotency = request.idempotency;
+  const reply = (await admitScript.run(
+    redis,
+    [
+      keys.line,
+      keys.seq,
+      keys.job(request.jobId),
+      // No key: a stand-in of the same cluster slot (an empty name would hash elsewhere); the script reads ARGV.
+      idempotency?.key ?? keys.line,
+      keys.stats,
+      keys.owner(request.owner, 'line'),
+      keys.owner(request.owner, 'jobs'),
+      keys.owner(request.owner, 'idem'),
+    ],
+    [
+      request.jobId,
+      request.owner,
+      request.maxWaiting,
+      request.pendingTtlSeconds,
+      idempotency?.ttlSeconds ?? 0,
+      idempotency?.value ?? '',
+      // BullMQ drops finished jobs lazily, past an age of the result TTL: the index keeps them that long more.
+      request.resultTtlSeconds,
+    ],
+  )) as [string, string | (string | null)[], number?, number?];
+  const [kind, detail, rank, priority] = reply;
+  if (kind === 'existing') {
+    return { kind, value: String(detail) };
+  }
+  const throughput = toThroughput(Array.isArray(detail) ? detail : []);
+  if (kind === 'full') {
+    return { kind, throughput };
+  }
+  return { kind: 'admitted', position: Number(rank) + 1, priority: Number(priority), throughput };
+}
+
+async function withdraw(
+  { redis, keys }: LedgerContext,
+  jobId: string | undefined,
+  owner: string,
+  idempotency?: { key: string; value: string },
+): Promise<void> {
+  await withdrawScript.run(
+    redis,
+    [
+      keys.line,
+      // Stand-ins of the same cluster slot when absent; the script tells by the empty ARGV.
+      jobId === undefined ? keys.line : keys.job(jobId),
+      idempotency?.key ?? keys.line,
+      keys.owner(owner, 'line'),
+      keys.owner(owner, 'jobs'),
+      keys.owner(owner, 'idem'),
+    ],
+    [jobId ?? '', idempotency?.value ?? ''],
+  );
+}
+
+async function read({ redis, keys }: LedgerContext, jobId: string): Promise<JobRecord | undefined> {
+  const [fields, rank, stats, time] = replies(
+    await redis
+      .pipeline()
+      .hmget(keys.job(jobId), 'owner', 'state', 'result', 'error', 'startedAt', 'readyAt', 'enqueuedAt', 'priority')
+      .zrank(keys.line, jobId)
+      .hmget(keys.stats, 'iS', 'iW', 'dS', 'dW')
+      .time()
+      .exec(),
+  ) as [(string | null)[], number | null, (string | null)[], [string, string]];
+  const [owner, state, result, error, startedAt, readyAt, enqueuedAt, priority] = fields;
+  if (!owner || !state || !JOB_STATES.includes(state)) {
+    return undefined;
+  }
+  // Records from before priorities were all first in their owner's line.
+  const jobPriority = optionalNumber(priority ?? null) ?? 1;
+  const ready = optionalNumber(readyAt ?? null);
+  const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+  let position = rank === null ? undefined : rank + 1;
+  if (state === 'delayed' && position !== undefined && ready !== undefined && ready <= now) {
+    // Due, but BullMQ promotes it only at its next fetch: where it will enter then.
+    position = 1 + (await redis.zcount(keys.line, '-inf', `(${jobPriority * PLACE_UNIT + now}`));
+  }
+  return {
+    owner,
+    state: state as JobState,
+    priority: jobPriority,
+    result: parseJson<ChatAnswer>(result ?? null),
+    error: parseJson<PublicError>(error ?? null),
+    position,
+    enqueuedAt: optionalNumber(enqueuedAt ?? null),
+    startedAt: optionalNumber(startedAt ?? null),
+    readyAt: ready,
+    now,
+    throughput: toThroughput(stats),
+  };
+}
+
+async function start({ redis, keys }: LedgerContext, jobId: string): Promise<StartOutcome> {
+  const code = Number(
+    await startScript.run(redis, [keys.line, keys.job(jobId), keys.seq], [jobId, keys.ownerPrefix, keys.jobPrefix]),
+  );
+  if (code === -1) {
+    return { kind: 'gone' };
+  }
+  if (code === -2) {
+    return { kind: 'restart' };
+  }
+  if (code === -3) {
+    return { kind: 'finished' };
+  }
+  return { kind: 'first', waitedMs: code };
+}
+
+async function park(
+  { redis, keys }: LedgerContext,
+  jobId: string,
+  reason: ParkReason,
+  delayMs: number,
+  attemptMs?: number,
+): Promise<RecordWrite> {
+  return recordWrite(
+    await parkScript.run(
+      redis,
+      [keys.line, keys.seq, keys.job(jobId), keys.stats],
+      [
+        jobId,
+        reason,
+        Math.max(0, Math.round(delayMs)),
+        attemptMs === undefined ? '' : Math.round(attemptMs),
+        keys.ownerPrefix,
+      ],
+    ),
+  );
+}
+
+async function finish(
+  { redis, keys }: LedgerContext,
+  jobId: string,
+  outcome: FinalOutcome,
+  ttlSeconds: number,
+  attemptMs?: number,
+): Promise<RecordWrite> {
+  const [field, value] =
+    outcome.state === 'completed' ? ['result', outcome.result] : (['error', outcome.error] as const);
+  return recordWrite(
+    await finishScript.run(
+      redis,
+      [keys.line, keys.job(jobId), keys.stats],
+      [
+        jobId,
+        outcome.state,
+        field,
+        JSON.stringify(value),
+        ttlSeconds,
+        attemptMs === undefined ? '' : Math.round(attemptMs),
+        keys.ownerPrefix,
+        // As at admission: BullMQ keeps the finished job about one result TTL more.
+        ttlSeconds,
+      ],
+    ),
+  );
+}
+
+async function lineHead({ redis, keys }: LedgerContext, count: number): Promise<{ jobId: string; score: string }[]> {
+  const flat = await redis.zrange(keys.line, '0', String(count - 1), 'WITHSCORES');
+  const entries: { jobId: string; score: string }[] = [];
+  for (let index = 0; index + 1 < flat.length; index += 2) {
+    entries.push({ jobId: flat[index] as string, score: flat[index + 1] as string });
+  }
+  return entries;
+}
+
+async function dropStale({ redis, keys }: LedgerContext, jobId: string, score: string): Promise<void> {
+  await dropStaleScript.run(redis, [keys.line, keys.job(jobId)], [jobId, score, keys.ownerPrefix]);
+}
+
+async function forget({ redis, keys }: LedgerContext, owner: string): Promise<string[]> {
+  const ids = await forgetScript.run(
+    redis,
+    [keys.line, keys.owner(owner, 'line'), keys.owner(owner, 'jobs'), keys.owner(owner, 'idem')],
+    [keys.jobPrefix],
+  );
+  return (ids as string[]).map(String);
 }
