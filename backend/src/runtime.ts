@@ -166,6 +166,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     metrics,
     logger,
     wrapProvider: (provider) => withUpstreamUsage(provider, clusterStats),
+    // The clock of the quotas' and the gateway's decisions (the quota window itself runs on Redis TIME).
+    now: Date.now,
   });
 
   // One chat service for POST /api/chat and the queue worker alike.
