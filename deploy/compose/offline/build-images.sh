@@ -18,10 +18,10 @@ export DOCKER_BUILDKIT=0
 
 log() { printf 'build-images: %s\n' "$*" >&2; }
 has_image() { docker image inspect "$1" >/dev/null 2>&1; }
-# Quiet unless it fails: then the whole build log.
+# Quiet unless it fails: then the whole build log (and no container left behind).
 build() {
   local out
-  out=$(docker build --network host "$@" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
+  out=$(docker build --force-rm --network host "$@" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
 }
 
 # The Debian mirror apt uses on this host (deb822 .sources or one-line lists), for debootstrap.
