@@ -4,6 +4,7 @@ import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
 import { startRedisServer } from '../../test/helpers/redis-server.js';
 import { report, runScenario } from '../harness.js';
+import { watchCommandsSent } from '../redis-commands.js';
 
 /**
  * What one cache miss on POST /api/chat costs Redis: one compiled instance on
@@ -25,30 +26,6 @@ async function info(redis: Redis) {
     byCommand[name as string] = Number(calls);
   }
   return { commands: field('total_commands_processed'), bytesIn: field('total_net_input_bytes'), byCommand };
-}
-
-/** Counts the commands clients send (MONITOR lines not from a script), by name, minus the bench's own INFO. */
-async function watchTopLevel(url: string) {
-  const client = new Redis(url);
-  const monitor = await client.monitor();
-  const byCommand = new Map<string, number>();
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
-    const name = String(args[0]).toLowerCase();
-    if (source !== 'lua' && name !== 'info') {
-      byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
-    }
-  });
-  return {
-    take() {
-      const taken = Object.fromEntries(byCommand);
-      byCommand.clear();
-      return taken;
-    },
-    stop() {
-      monitor.disconnect();
-      client.disconnect();
-    },
-  };
 }
 
 runScenario(async () => {
@@ -73,7 +50,7 @@ runScenario(async () => {
     { stdout: 'discard', entry: 'build' },
   );
   const redis = new Redis(server.url);
-  const sent = await watchTopLevel(server.url);
+  const sent = await watchCommandsSent(server.url);
   try {
     const signUp = await fetch(`${backend.url}/api/auth/device`, { method: 'POST' });
     const { token } = (await signUp.json()) as { token: string };

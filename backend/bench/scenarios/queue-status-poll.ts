@@ -4,6 +4,7 @@ import { bullPrefix, CHAT_QUEUE_NAME } from '../../src/queue/queue-keys.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
 import { startRedisServer } from '../../test/helpers/redis-server.js';
 import { report, runLoad, runScenario } from '../harness.js';
+import { type CommandsSent, watchCommandsSent } from '../redis-commands.js';
 
 /**
  * What thousands of apps polling GET /api/chat/status/:jobId every 2 s cost:
@@ -27,37 +28,8 @@ async function commandsRun(redis: Redis): Promise<{ commands: number; bytesOut: 
   return { commands: field('total_commands_processed'), bytesOut: field('total_net_output_bytes') };
 }
 
-/** Counts the commands clients send (MONITOR lines not from a script), by name, but INFO. */
-async function watchTopLevel(url: string) {
-  const client = new Redis(url);
-  const monitor = await client.monitor();
-  const byCommand = new Map<string, number>();
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
-    const name = String(args[0]).toLowerCase();
-    if (source !== 'lua' && name !== 'info') {
-      byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
-    }
-  });
-  return {
-    take() {
-      const taken = Object.fromEntries(byCommand);
-      byCommand.clear();
-      return taken;
-    },
-    stop() {
-      monitor.disconnect();
-      client.disconnect();
-    },
-  };
-}
-
 /** Commands, reply bytes and milliseconds per call of `read`, over `times` calls one after another. */
-async function costOf(
-  redis: Redis,
-  sent: Awaited<ReturnType<typeof watchTopLevel>>,
-  times: number,
-  read: () => Promise<unknown>,
-) {
+async function costOf(redis: Redis, sent: CommandsSent, times: number, read: () => Promise<unknown>) {
   const before = await commandsRun(redis);
   sent.take();
   const started = performance.now();
@@ -98,7 +70,7 @@ runScenario(async () => {
     { stdout: 'discard', entry: 'build' },
   );
   const redis = new Redis(server.url);
-  const sent = await watchTopLevel(server.url);
+  const sent = await watchCommandsSent(server.url);
   const queueConnection = new Redis(server.url);
   const queue = new Queue(CHAT_QUEUE_NAME, { connection: queueConnection, prefix: bullPrefix(prefix) });
   try {
