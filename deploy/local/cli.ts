@@ -160,8 +160,11 @@ function instanceEnv(runDir: string): Record<string, string> {
   >;
   // Longer than one Caddy health interval (1 s), so Caddy has seen an instance report not-ready before it stops listening.
   env.SHUTDOWN_DRAIN_MS ||= '3000';
-  // One key for the whole stack, so one caller has the same tag in every instance's log.
-  env.LOG_CALLER_SALT ||= randomBytes(32).toString('hex');
+  // One key for the whole stack, kept like the token secret: it names callers in Redis (job owners,
+  // counters), and Redis keeps its data across a make down / make up.
+  if (!env.LOG_CALLER_SALT && !env.LOG_CALLER_SALT_FILE) {
+    env.LOG_CALLER_SALT = stackSecret(join(runDir, 'log-caller-salt'));
+  }
   // Every instance signs and checks device tokens with one key, kept so tokens outlive a make down / make up.
   if (!env.AUTH_JWT_SECRET && !env.AUTH_JWT_SECRET_FILE) {
     env.AUTH_JWT_SECRET = stackSecret(join(runDir, 'auth-jwt-secret'));
