@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, orphans } from '../../../deploy/local/pm2.js';
 import { isListening, pollUntil, sleep } from '../../../deploy/local/ports.js';
 import { type LocalStack, startLocalStack, waitForState } from '../helpers/local-stack.js';
+import { connectionsTo } from '../helpers/proxy-connections.js';
 import { instancesOf, type LoadRecord, startSteadyLoad } from '../helpers/steady-load.js';
 
 /**
@@ -42,10 +43,20 @@ describe('kill -9 of one instance under steady load', () => {
     const victim = (await stack.state()).instances.find((instance) => instance.id === 'backend-2');
     expect(victim?.pid).toBeTypeOf('number');
     const victimPid = victim?.pid as number;
+    const upstream = `127.0.0.1:${victim?.port}`;
+    const caddyHeld = await connectionsTo(upstream, { processName: 'caddy' });
     const killedAt = Date.now();
     process.kill(victimPid, 'SIGKILL');
-    // Gone: exited and reaped by PM2.
+    // Gone: exited and reaped by PM2, and Caddy has closed every connection it had to it
+    // (a request Caddy sends on one of those before it reads the close is as lost as one in flight).
     expect(await pollUntil(async () => !alive(victimPid), 5000, 5)).toBe(true);
+    expect(
+      await pollUntil(
+        async () => [...(await connectionsTo(upstream, { processName: 'caddy' }))].every((end) => !caddyHeld.has(end)),
+        5000,
+        5,
+      ),
+    ).toBe(true);
     const goneAt = Date.now();
 
     const replaced = await waitForState(
@@ -72,7 +83,7 @@ describe('kill -9 of one instance under steady load', () => {
     const inFlightAtKill = records.filter((record) => record.startedAt < killedAt && record.endedAt >= killedAt);
     process.stdout.write(
       `[failover] ${records.length} requests; ${inFlightAtKill.length} in flight at the kill, ${lost.length} lost (${summarise(lost)}); ` +
-        `${afterGone.length} started once it was gone (${goneAt - killedAt} ms after the kill), ${failedAfterGone.length} failed\n`,
+        `${afterGone.length} started once it was gone (${goneAt - killedAt} ms after the kill; Caddy held ${caddyHeld.size} connections to it), ${failedAfterGone.length} failed\n`,
     );
 
     expect(failedAfterGone, summarise(failedAfterGone)).toEqual([]);
