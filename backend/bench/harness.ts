@@ -27,6 +27,8 @@ export interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   non2xx: number;
+  /** Answers by status code, when some were not 2xx (what they were matters more than how many). */
+  statusCodes?: Record<string, number>;
   /** Connection errors and timeouts. */
   errors: number;
   requests: number;
@@ -62,6 +64,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
     non2xx: result.non2xx,
+    ...(result.non2xx > 0
+      ? {
+          statusCodes: Object.fromEntries(
+            Object.entries(result.statusCodeStats ?? {}).map(([code, stats]) => [code, stats.count ?? 0]),
+          ),
+        }
+      : {}),
     errors: result.errors + result.timeouts,
     requests: result.requests.total,
     durationSeconds,

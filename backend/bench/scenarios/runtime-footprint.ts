@@ -66,6 +66,7 @@ async function measure(entry: 'source' | 'build', upstreamUrl: string) {
       p50Ms: load.p50Ms,
       p99Ms: load.p99Ms,
       non2xx: load.non2xx,
+      statusCodes: load.statusCodes,
     };
   } finally {
     await backend.stop();
