@@ -55,10 +55,14 @@ describe('two instances sharing one Redis', () => {
     expect(second.json).toMatchObject({ cached: true, response: answer.response, usage: answer.usage });
     expect(simulator.stats().byStatus).toEqual({ 200: 1 });
 
-    // Hit and miss counts live in Redis, so any instance reports the cluster's (once the other's batch is flushed).
+    // Hit and miss counts live in Redis, so any instance reports the cluster's: once the other's batch is
+    // flushed (every 250 ms) and the instance's one-second snapshot of the cluster's figures is renewed.
     for (const backend of [a, b]) {
       await expect
-        .poll(async () => ((await request(`${backend.url}/api/chat/stats`)).json as { cacheStats: unknown }).cacheStats)
+        .poll(
+          async () => ((await request(`${backend.url}/api/chat/stats`)).json as { cacheStats: unknown }).cacheStats,
+          { timeout: 5000 },
+        )
         .toMatchObject({ hits: 1, misses: 1 });
     }
   });
