@@ -108,3 +108,26 @@ export function runScenario(body: () => Promise<void>): void {
     process.exitCode = 1;
   });
 }
+
+/**
+ * An instance's environment for a bench against the simulator: no quota gate
+ * (GROQ_* 0) and no rate limit in the way of one load generator, warnings only.
+ */
+export function unlimitedBackendEnv(options: {
+  redisUrl: string;
+  prefix: string;
+  upstreamUrl: string;
+}): Record<string, string> {
+  return {
+    REDIS_URL: options.redisUrl,
+    REDIS_PREFIX: options.prefix,
+    GROQ_BASE_URL: options.upstreamUrl,
+    GROQ_API_KEY: 'bench-key',
+    GROQ_RPM: '0',
+    GROQ_TPM: '0',
+    GROQ_RPD: '0',
+    GROQ_TPD: '0',
+    MAX_REQUESTS_PER_MINUTE: '1000000000',
+    LOG_LEVEL: 'warn',
+  };
+}

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
 import { startRedisServer } from '../../test/helpers/redis-server.js';
-import { report, runScenario } from '../harness.js';
+import { report, runScenario, unlimitedBackendEnv } from '../harness.js';
 import { watchCommandsSent } from '../redis-commands.js';
 
 /**
@@ -33,19 +33,10 @@ runScenario(async () => {
   const simulator = await startGroqSimulator({ latencyMs: 0, apiKey: 'bench-key' });
   const backend = await startBackendProcess(
     {
-      REDIS_URL: server.url,
-      REDIS_PREFIX: 'bench:',
+      ...unlimitedBackendEnv({ redisUrl: server.url, prefix: 'bench:', upstreamUrl: simulator.url }),
       DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/focus_bench',
-      GROQ_BASE_URL: simulator.url,
-      GROQ_API_KEY: 'bench-key',
-      GROQ_RPM: '0',
-      GROQ_TPM: '0',
-      GROQ_RPD: '0',
-      GROQ_TPD: '0',
-      MAX_REQUESTS_PER_MINUTE: '1000000000',
       USER_REQUESTS_PER_MINUTE: '1000000000',
       USER_TOKENS_PER_DAY: '0',
-      LOG_LEVEL: 'warn',
     },
     { stdout: 'discard', entry: 'build' },
   );

@@ -1,7 +1,7 @@
 import { loadavg } from 'node:os';
 import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
-import { benchPrefix, deleteKeys, report, runLoad, runScenario } from '../harness.js';
+import { benchPrefix, deleteKeys, report, runLoad, runScenario, unlimitedBackendEnv } from '../harness.js';
 
 /**
  * What our cache-miss path adds to an upstream call: 50 connections for 10 s
@@ -21,18 +21,7 @@ runScenario(async () => {
   const simulator = await startGroqSimulator({ latencyMs: UPSTREAM_LATENCY_MS, apiKey: 'bench-key' });
   const prefix = benchPrefix(SCENARIO);
   const backend = await startBackendProcess(
-    {
-      REDIS_URL,
-      REDIS_PREFIX: prefix,
-      GROQ_BASE_URL: simulator.url,
-      GROQ_API_KEY: 'bench-key',
-      GROQ_RPM: '0',
-      GROQ_TPM: '0',
-      GROQ_RPD: '0',
-      GROQ_TPD: '0',
-      MAX_REQUESTS_PER_MINUTE: '1000000000',
-      LOG_LEVEL: 'warn',
-    },
+    unlimitedBackendEnv({ redisUrl: REDIS_URL, prefix, upstreamUrl: simulator.url }),
     { stdout: 'discard', entry: 'build' },
   );
   try {

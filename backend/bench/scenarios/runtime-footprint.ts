@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
-import { benchPrefix, deleteKeys, report, runLoad, runScenario } from '../harness.js';
+import { benchPrefix, deleteKeys, report, runLoad, runScenario, unlimitedBackendEnv } from '../harness.js';
 
 /**
  * What one instance costs to run, from its TypeScript sources through tsx (as
@@ -21,21 +21,10 @@ const rssMb = (pid: number) => {
 async function measure(entry: 'source' | 'build', upstreamUrl: string) {
   const prefix = benchPrefix(SCENARIO);
   const started = performance.now();
-  const backend = await startBackendProcess(
-    {
-      REDIS_URL,
-      REDIS_PREFIX: prefix,
-      GROQ_BASE_URL: upstreamUrl,
-      GROQ_API_KEY: 'bench-key',
-      GROQ_RPM: '0',
-      GROQ_TPM: '0',
-      GROQ_RPD: '0',
-      GROQ_TPD: '0',
-      MAX_REQUESTS_PER_MINUTE: '1000000000',
-      LOG_LEVEL: 'warn',
-    },
-    { stdout: 'discard', entry },
-  );
+  const backend = await startBackendProcess(unlimitedBackendEnv({ redisUrl: REDIS_URL, prefix, upstreamUrl }), {
+    stdout: 'discard',
+    entry,
+  });
   const readyMs = Math.round(performance.now() - started);
   try {
     await new Promise((resolve) => setTimeout(resolve, 3000));
