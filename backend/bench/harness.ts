@@ -131,3 +131,18 @@ export function unlimitedBackendEnv(options: {
     LOG_LEVEL: 'warn',
   };
 }
+
+/** POST /api/chat with a new question every request, so each one is a cache miss and goes upstream. */
+export function runMissLoad(url: string, connections: number, durationSeconds = 10): Promise<LoadResult> {
+  let index = 0;
+  return runLoad({
+    url,
+    path: '/api/chat',
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ message: 'warm-up' }),
+    setupRequest: (request) => ({ ...request, body: JSON.stringify({ message: `Miss number ${index++}` }) }),
+    durationSeconds,
+    connections,
+  });
+}

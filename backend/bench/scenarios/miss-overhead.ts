@@ -1,7 +1,7 @@
 import { loadavg } from 'node:os';
 import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
-import { benchPrefix, deleteKeys, report, runLoad, runScenario, unlimitedBackendEnv } from '../harness.js';
+import { benchPrefix, deleteKeys, report, runLoad, runMissLoad, runScenario, unlimitedBackendEnv } from '../harness.js';
 
 /**
  * What our cache-miss path adds to an upstream call: 50 connections for 10 s
@@ -42,16 +42,7 @@ runScenario(async () => {
       durationSeconds: 10,
       connections: CONNECTIONS,
     });
-    const ours = await runLoad({
-      url: backend.url,
-      path: '/api/chat',
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ message: 'warm-up' }),
-      setupRequest: (request) => ({ ...request, body: JSON.stringify({ message: `Miss number ${index++}` }) }),
-      durationSeconds: 10,
-      connections: CONNECTIONS,
-    });
+    const ours = await runMissLoad(backend.url, CONNECTIONS);
     report(SCENARIO, {
       connections: CONNECTIONS,
       upstreamLatencyMs: UPSTREAM_LATENCY_MS,

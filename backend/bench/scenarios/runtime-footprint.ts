@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
-import { benchPrefix, deleteKeys, report, runLoad, runScenario, unlimitedBackendEnv } from '../harness.js';
+import { benchPrefix, deleteKeys, report, runMissLoad, runScenario, unlimitedBackendEnv } from '../harness.js';
 
 /**
  * What one instance costs to run, from its TypeScript sources through tsx (as
@@ -33,18 +33,7 @@ async function measure(entry: 'source' | 'build', upstreamUrl: string) {
     const sampler = setInterval(() => {
       peakRssMb = Math.max(peakRssMb, rssMb(backend.child.pid as number));
     }, 200);
-    let index = 0;
-    const load = await runLoad({
-      url: backend.url,
-      path: '/api/chat',
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      // A new question every request: each one is a cache miss and goes upstream.
-      body: JSON.stringify({ message: 'warm-up' }),
-      setupRequest: (request) => ({ ...request, body: JSON.stringify({ message: `Miss number ${index++}` }) }),
-      durationSeconds: 10,
-      connections: 50,
-    });
+    const load = await runMissLoad(backend.url, 50);
     clearInterval(sampler);
     return {
       entry,
