@@ -282,7 +282,7 @@ async function park(
   return recordWrite(
     await parkScript.run(
       redis,
-      [keys.line, keys.seq, keys.job(jobId), keys.stats],
+      [keys.line, keys.job(jobId), keys.stats],
       [
         jobId,
         reason,

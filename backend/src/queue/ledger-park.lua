@@ -1,8 +1,8 @@
---! keys: 4
+--! keys: 3
 --! include: ledger-common.lua
 local now = now_ms()
-if ARGV[4] ~= '' then record_throughput(KEYS[4], KEYS[1], now, tonumber(ARGV[4])) end
-local record = redis.call('HMGET', KEYS[3], 'state', 'owner', 'priority')
+if ARGV[4] ~= '' then record_throughput(KEYS[3], KEYS[1], now, tonumber(ARGV[4])) end
+local record = redis.call('HMGET', KEYS[2], 'state', 'owner', 'priority')
 local state = record[1]
 if not state then return -1 end
 if state == 'completed' or state == 'failed' then return 0 end
@@ -18,7 +18,7 @@ else
 end
 redis.call('ZADD', KEYS[1], score, ARGV[1])
 if record[2] then
-  track(owner_key(ARGV[5], record[2], 'line'), ARGV[1], expires_at(KEYS[3], now), now)
+  track(owner_key(ARGV[5], record[2], 'line'), ARGV[1], expires_at(KEYS[2], now), now)
 end
-redis.call('HSET', KEYS[3], 'state', ARGV[2] == 'delayed' and 'delayed' or 'waiting', 'readyAt', now + tonumber(ARGV[3]))
+redis.call('HSET', KEYS[2], 'state', ARGV[2] == 'delayed' and 'delayed' or 'waiting', 'readyAt', now + tonumber(ARGV[3]))
 return 1

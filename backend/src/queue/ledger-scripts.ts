@@ -67,7 +67,7 @@ export const startScript = redisScript(new URL('./ledger-start.lua', import.meta
  * back at shutdown at the front of its priority; stalled (recovered from a dead
  * worker) ahead of every prioritized job, the latest first, as BullMQ's wait
  * list serves them.
- * KEYS: line, seq, job, stats. ARGV: jobId, how (delayed|handed_back|stalled), delayMs,
+ * KEYS: line, job, stats. ARGV: jobId, how (delayed|handed_back|stalled), delayMs,
  * attempt duration ms or "", owner key prefix
  * → 1 parked, 0 already finished, -1 no record
  */
