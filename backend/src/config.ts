@@ -338,44 +338,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   );
   const parsed = configSchema.safeParse(present);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const name = String(issue.path[0] ?? 'environment');
-      const shown = (SECRET_VARIABLES as readonly string[]).includes(name)
-        ? '<redacted>'
-        : JSON.stringify(present[name] ?? null);
-      problems.push(`${name}: ${issue.message} (got ${shown})`);
-    }
-  }
-  if (parsed.success && parsed.data.FALLBACK_BASE_URL && !parsed.data.FALLBACK_MODEL) {
-    problems.push('FALLBACK_MODEL: required when FALLBACK_BASE_URL is set');
+    problems.push(...schemaProblems(parsed.error.issues, present));
   }
   // Checked here, with the other problems, rather than after Redis is connected.
-  const data = parsed.success ? parsed.data : undefined;
-  const allowSimulator = data?.ALLOW_EMBEDDED_SIMULATOR ?? data?.NODE_ENV !== 'production';
-  if (data && !data.GROQ_API_KEY && !data.GROQ_BASE_URL && !allowSimulator) {
-    problems.push('GROQ_API_KEY: required when ALLOW_EMBEDDED_SIMULATOR=false (or set GROQ_BASE_URL)');
-  }
-  if (data && data.HTTP_HEADERS_TIMEOUT_MS > data.HTTP_REQUEST_TIMEOUT_MS) {
-    problems.push('HTTP_HEADERS_TIMEOUT_MS: must not be longer than HTTP_REQUEST_TIMEOUT_MS');
-  }
-  // An external provider's tokens are only as safe as the issuer and audience they are checked against.
-  if (data?.AUTH_JWKS_URL && (!data.AUTH_ISSUER || !data.AUTH_AUDIENCE)) {
-    problems.push('AUTH_JWKS_URL: needs AUTH_ISSUER and AUTH_AUDIENCE too');
-  }
-  if (data?.REDIS_CLUSTER_NODES && data.REDIS_SENTINELS) {
-    problems.push(
-      'REDIS_CLUSTER_NODES: a Redis Cluster has no Sentinels; set one of REDIS_CLUSTER_NODES, REDIS_SENTINELS',
-    );
-  }
-  if (data?.REDIS_CLUSTER_NODES && !/^\/?0?$/.test(new URL(data.REDIS_URL).pathname)) {
-    problems.push('REDIS_CLUSTER_NODES: a Redis Cluster has database 0 only; drop the database from REDIS_URL');
-  }
-  if (data?.REDIS_TLS_CA_FILE && !data.REDIS_URL.startsWith('rediss:')) {
-    problems.push('REDIS_TLS_CA_FILE: needs a rediss:// REDIS_URL');
-  }
-  // WAIT blocks the connection it runs on: it must give up before that connection's commands time out.
-  if (data && data.REDIS_WAIT_REPLICAS > 0 && data.REDIS_WAIT_TIMEOUT_MS >= data.REDIS_COMMAND_TIMEOUT_MS) {
-    problems.push('REDIS_WAIT_TIMEOUT_MS: must be below REDIS_COMMAND_TIMEOUT_MS');
+  const allowSimulator = parsed.data?.ALLOW_EMBEDDED_SIMULATOR ?? parsed.data?.NODE_ENV !== 'production';
+  if (parsed.success) {
+    problems.push(...combinationProblems(parsed.data, allowSimulator));
   }
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(problems);
@@ -391,4 +359,54 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     GROQ_BASE_URL: raw.GROQ_BASE_URL,
     INSTANCE_ID: raw.INSTANCE_ID ?? `${hostname()}:${raw.PORT}`,
   });
+}
+
+/** One line per bad variable, a secret's value redacted. */
+function schemaProblems(issues: readonly z.core.$ZodIssue[], present: Record<string, string | undefined>): string[] {
+  return issues.map((issue) => {
+    const name = String(issue.path[0] ?? 'environment');
+    const shown = (SECRET_VARIABLES as readonly string[]).includes(name)
+      ? '<redacted>'
+      : JSON.stringify(present[name] ?? null);
+    return `${name}: ${issue.message} (got ${shown})`;
+  });
+}
+
+/** Variables valid one by one that do not go together. */
+function combinationProblems(data: RawConfig, allowSimulator: boolean): string[] {
+  const problems: string[] = [];
+  if (data.FALLBACK_BASE_URL && !data.FALLBACK_MODEL) {
+    problems.push('FALLBACK_MODEL: required when FALLBACK_BASE_URL is set');
+  }
+  if (!data.GROQ_API_KEY && !data.GROQ_BASE_URL && !allowSimulator) {
+    problems.push('GROQ_API_KEY: required when ALLOW_EMBEDDED_SIMULATOR=false (or set GROQ_BASE_URL)');
+  }
+  if (data.HTTP_HEADERS_TIMEOUT_MS > data.HTTP_REQUEST_TIMEOUT_MS) {
+    problems.push('HTTP_HEADERS_TIMEOUT_MS: must not be longer than HTTP_REQUEST_TIMEOUT_MS');
+  }
+  // An external provider's tokens are only as safe as the issuer and audience they are checked against.
+  if (data.AUTH_JWKS_URL && (!data.AUTH_ISSUER || !data.AUTH_AUDIENCE)) {
+    problems.push('AUTH_JWKS_URL: needs AUTH_ISSUER and AUTH_AUDIENCE too');
+  }
+  return [...problems, ...redisProblems(data)];
+}
+
+function redisProblems(data: RawConfig): string[] {
+  const problems: string[] = [];
+  if (data.REDIS_CLUSTER_NODES && data.REDIS_SENTINELS) {
+    problems.push(
+      'REDIS_CLUSTER_NODES: a Redis Cluster has no Sentinels; set one of REDIS_CLUSTER_NODES, REDIS_SENTINELS',
+    );
+  }
+  if (data.REDIS_CLUSTER_NODES && !/^\/?0?$/.test(new URL(data.REDIS_URL).pathname)) {
+    problems.push('REDIS_CLUSTER_NODES: a Redis Cluster has database 0 only; drop the database from REDIS_URL');
+  }
+  if (data.REDIS_TLS_CA_FILE && !data.REDIS_URL.startsWith('rediss:')) {
+    problems.push('REDIS_TLS_CA_FILE: needs a rediss:// REDIS_URL');
+  }
+  // WAIT blocks the connection it runs on: it must give up before that connection's commands time out.
+  if (data.REDIS_WAIT_REPLICAS > 0 && data.REDIS_WAIT_TIMEOUT_MS >= data.REDIS_COMMAND_TIMEOUT_MS) {
+    problems.push('REDIS_WAIT_TIMEOUT_MS: must be below REDIS_COMMAND_TIMEOUT_MS');
+  }
+  return problems;
 }

@@ -46,72 +46,75 @@ export const userRef = (callerKeys: CallerKeys, userId: string): UserRef => {
 
 const UNAVAILABLE = 'Accounts are unavailable right now. Please try again shortly.';
 
-export function createAccountService(options: {
+interface AccountServiceOptions {
   users: UserStore;
   deviceTokens: DeviceTokens;
   authenticator: Authenticator;
   holders: readonly UserDataHolder[];
   tracker: DegradationTracker;
   callerKeys: CallerKeys;
-}): AccountService {
-  const { users, deviceTokens, authenticator, holders, tracker, callerKeys } = options;
+}
 
-  /** PostgreSQL trouble is a 503 with Retry-After, logged once per outage. */
-  async function database<T>(step: () => Promise<T>): Promise<T> {
-    try {
-      const value = await step();
-      tracker.succeeded();
-      return value;
-    } catch (error) {
-      tracker.failed(error);
-      throw serviceUnavailable(UNAVAILABLE, 5);
-    }
-  }
-
-  async function account(userId: string): Promise<Account> {
-    const user = await database(() => users.find(userId));
-    if (!user) {
-      // Deleted between the token check and now: nothing to show.
-      throw serviceUnavailable(UNAVAILABLE, 1);
-    }
-    return { userId: user.id, createdAt: user.createdAt.toISOString(), kind: user.kind };
-  }
-
+export function createAccountService(options: AccountServiceOptions): AccountService {
+  const { users, deviceTokens, tracker } = options;
   return {
     async signUp() {
-      const user = await database(() => users.createDevice());
+      const user = await database(tracker, () => users.createDevice());
       const minted = await deviceTokens.mint({ userId: user.id, version: user.tokenVersion });
       return { userId: user.id, token: minted.token, expiresAt: minted.expiresAt.toISOString() };
     },
-
-    account,
-
-    async export(userId) {
-      const user = userRef(callerKeys, userId);
-      const sections: Record<string, unknown> = { account: await account(userId) };
-      for (const holder of holders) {
-        if (holder.export) {
-          sections[holder.name] = await holder.export(user);
-        }
-      }
-      return sections;
-    },
-
-    async delete(userId) {
-      const identities = await database(() => users.externalIdentities(userId));
-      // The account first: from then on no instance accepts the user's tokens (see the authenticator).
-      await database(() => users.delete(userId));
-      const user = userRef(callerKeys, userId);
-      try {
-        await authenticator.forget(userId, identities);
-        for (const holder of holders) {
-          await holder.forget(user);
-        }
-      } catch (error) {
-        // Redis failed midway. The same DELETE with the same token finishes the job (each step is idempotent).
-        tracker.failed(error);
-        throw serviceUnavailable('Your data could not all be deleted yet. Please send the request again.', 5);
-      }
-    },
+    account: (userId) => findAccount(users, tracker, userId),
+    export: (userId) => exportUser(options, userId),
+    delete: (userId) => deleteUser(options, userId),
   };
+}
+
+/** PostgreSQL trouble is a 503 with Retry-After, logged once per outage. */
+async function database<T>(tracker: DegradationTracker, step: () => Promise<T>): Promise<T> {
+  try {
+    const value = await step();
+    tracker.succeeded();
+    return value;
+  } catch (error) {
+    tracker.failed(error);
+    throw serviceUnavailable(UNAVAILABLE, 5);
+  }
+}
+
+async function findAccount(users: UserStore, tracker: DegradationTracker, userId: string): Promise<Account> {
+  const user = await database(tracker, () => users.find(userId));
+  if (!user) {
+    // Deleted between the token check and now: nothing to show.
+    throw serviceUnavailable(UNAVAILABLE, 1);
+  }
+  return { userId: user.id, createdAt: user.createdAt.toISOString(), kind: user.kind };
+}
+
+async function exportUser(options: AccountServiceOptions, userId: string): Promise<Record<string, unknown>> {
+  const user = userRef(options.callerKeys, userId);
+  const sections: Record<string, unknown> = { account: await findAccount(options.users, options.tracker, userId) };
+  for (const holder of options.holders) {
+    if (holder.export) {
+      sections[holder.name] = await holder.export(user);
+    }
+  }
+  return sections;
+}
+
+async function deleteUser(options: AccountServiceOptions, userId: string): Promise<void> {
+  const { users, tracker } = options;
+  const identities = await database(tracker, () => users.externalIdentities(userId));
+  // The account first: from then on no instance accepts the user's tokens (see the authenticator).
+  await database(tracker, () => users.delete(userId));
+  const user = userRef(options.callerKeys, userId);
+  try {
+    await options.authenticator.forget(userId, identities);
+    for (const holder of options.holders) {
+      await holder.forget(user);
+    }
+  } catch (error) {
+    // Redis failed midway. The same DELETE with the same token finishes the job (each step is idempotent).
+    tracker.failed(error);
+    throw serviceUnavailable('Your data could not all be deleted yet. Please send the request again.', 5);
+  }
 }

@@ -66,61 +66,83 @@ export function createDeviceTokens(options: {
   now?: () => number;
 }): DeviceTokens {
   const now = options.now ?? Date.now;
-  // The configured secret may be any length: hash it into a full-strength HS256 key, made once per
-  // secret (a KeyObject spares jose importing raw bytes on every call).
+  const key = signingKey(options.secret);
+  // A token's signature and claims cannot change: once verified, only its expiry needs looking at
+  // (revocation is the caller's check, on every use). jose's verification costs ~130 µs of CPU.
+  const verified = new Map<string, { claims: DeviceClaims; expiresAtMs: number }>();
+  return {
+    mint: async (claims) => mint(claims, await key(), options.ttlSeconds, now()),
+    async verify(token) {
+      const known = verified.get(token);
+      if (known && known.expiresAtMs > now()) {
+        return known.claims;
+      }
+      const checked = await verifyWithJose(token, await key(), now());
+      if (verified.size >= VERIFIED_MAX_ENTRIES) {
+        verified.delete(verified.keys().next().value as string);
+      }
+      verified.set(token, checked);
+      return checked.claims;
+    },
+  };
+}
+
+/**
+ * The configured secret may be any length: hash it into a full-strength HS256 key, made once per
+ * secret (a KeyObject spares jose importing raw bytes on every call).
+ */
+function signingKey(source: SecretSource): () => Promise<KeyObject> {
   let made: { secret: Uint8Array; key: KeyObject } | undefined;
-  const key = async () => {
-    const secret = await options.secret();
+  return async () => {
+    const secret = await source();
     if (made?.secret !== secret) {
       made = { secret, key: createSecretKey(createHash('sha256').update(secret).digest()) };
     }
     return made.key;
   };
-  const verified = new Map<string, { claims: DeviceClaims; expiresAtMs: number }>();
+}
 
+async function mint(
+  { userId, version }: DeviceClaims,
+  key: KeyObject,
+  ttlSeconds: number,
+  nowMs: number,
+): Promise<MintedToken> {
+  const issuedAt = Math.floor(nowMs / 1000);
+  const expiresAt = issuedAt + ttlSeconds;
+  const token = await new SignJWT({ ver: version })
+    .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+    .setSubject(userId)
+    .setIssuer(DEVICE_TOKEN_ISSUER)
+    .setAudience(AUDIENCE)
+    .setIssuedAt(issuedAt)
+    .setExpirationTime(expiresAt)
+    .sign(key);
+  return { token, expiresAt: new Date(expiresAt * 1000) };
+}
+
+async function verifyWithJose(
+  token: string,
+  key: KeyObject,
+  nowMs: number,
+): Promise<{ claims: DeviceClaims; expiresAtMs: number }> {
+  let payload: Awaited<ReturnType<typeof jwtVerify>>['payload'];
+  try {
+    ({ payload } = await jwtVerify(token, key, {
+      algorithms: [ALGORITHM],
+      issuer: DEVICE_TOKEN_ISSUER,
+      audience: AUDIENCE,
+      requiredClaims: ['sub', 'exp', 'iat'],
+      currentDate: new Date(nowMs),
+    }));
+  } catch (error) {
+    throw new InvalidTokenError(joseReason(error));
+  }
+  if (typeof payload.sub !== 'string' || !Number.isInteger(payload.ver)) {
+    throw new InvalidTokenError('claims');
+  }
   return {
-    async mint({ userId, version }) {
-      const issuedAt = Math.floor(now() / 1000);
-      const expiresAt = issuedAt + options.ttlSeconds;
-      const token = await new SignJWT({ ver: version })
-        .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
-        .setSubject(userId)
-        .setIssuer(DEVICE_TOKEN_ISSUER)
-        .setAudience(AUDIENCE)
-        .setIssuedAt(issuedAt)
-        .setExpirationTime(expiresAt)
-        .sign(await key());
-      return { token, expiresAt: new Date(expiresAt * 1000) };
-    },
-
-    async verify(token) {
-      // A token's signature and claims cannot change: once verified, only its expiry needs looking at
-      // (revocation is the caller's check, on every use). jose's verification costs ~130 µs of CPU.
-      const known = verified.get(token);
-      if (known && known.expiresAtMs > now()) {
-        return known.claims;
-      }
-      let payload: Awaited<ReturnType<typeof jwtVerify>>['payload'];
-      try {
-        ({ payload } = await jwtVerify(token, await key(), {
-          algorithms: [ALGORITHM],
-          issuer: DEVICE_TOKEN_ISSUER,
-          audience: AUDIENCE,
-          requiredClaims: ['sub', 'exp', 'iat'],
-          currentDate: new Date(now()),
-        }));
-      } catch (error) {
-        throw new InvalidTokenError(joseReason(error));
-      }
-      if (typeof payload.sub !== 'string' || !Number.isInteger(payload.ver)) {
-        throw new InvalidTokenError('claims');
-      }
-      const claims = { userId: payload.sub, version: payload.ver as number };
-      if (verified.size >= VERIFIED_MAX_ENTRIES) {
-        verified.delete(verified.keys().next().value as string);
-      }
-      verified.set(token, { claims, expiresAtMs: (payload.exp as number) * 1000 });
-      return claims;
-    },
+    claims: { userId: payload.sub, version: payload.ver as number },
+    expiresAtMs: (payload.exp as number) * 1000,
   };
 }
