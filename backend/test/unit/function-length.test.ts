@@ -20,7 +20,6 @@ const SRC = join(import.meta.dirname, '../../src');
  */
 const TO_SPLIT = new Set([
   'app.ts createApp',
-  'auth/authenticator.ts createAuthenticator',
   'cache/response-cache.ts createRedisResponseCache',
   'chat/chat-service.ts createChatService',
   'chat/chat-service.ts complete',
