@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
+import { type GroqSimulator, startGroqSimulator } from '../sim/groq-simulator.js';
 
 /**
  * The few pieces every benchmark scenario shares. A scenario is one file in
@@ -130,6 +131,18 @@ export function unlimitedBackendEnv(options: {
     MAX_REQUESTS_PER_MINUTE: '1000000000',
     LOG_LEVEL: 'warn',
   };
+}
+
+/**
+ * The upstream of a cache-miss load, with limits no load here reaches. At its
+ * defaults (tpm 0, rpd 14,400) the simulator still sends Groq's headers with a
+ * 1,000,000-token minute, which an instance learns and obeys: once ~5,000
+ * misses of ~195 tokens share a minute it refuses with 503
+ * upstream_rate_limited and Retry-After (runtime-footprint's ~500 × 503 of
+ * ~5,600 when it ran fast), and the load no longer measures the instance.
+ */
+export function startMissSimulator(latencyMs: number): Promise<GroqSimulator> {
+  return startGroqSimulator({ latencyMs, apiKey: 'bench-key', tpm: 1e12, rpd: 1e9 });
 }
 
 /** POST /api/chat with a new question every request, so each one is a cache miss and goes upstream. */

@@ -1,7 +1,15 @@
 import { loadavg } from 'node:os';
-import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
-import { benchPrefix, deleteKeys, report, runLoad, runMissLoad, runScenario, unlimitedBackendEnv } from '../harness.js';
+import {
+  benchPrefix,
+  deleteKeys,
+  report,
+  runLoad,
+  runMissLoad,
+  runScenario,
+  startMissSimulator,
+  unlimitedBackendEnv,
+} from '../harness.js';
 
 /**
  * What our cache-miss path adds to an upstream call: 50 connections for 10 s
@@ -18,7 +26,7 @@ const CONNECTIONS = 50;
 const UPSTREAM_LATENCY_MS = 50;
 
 runScenario(async () => {
-  const simulator = await startGroqSimulator({ latencyMs: UPSTREAM_LATENCY_MS, apiKey: 'bench-key' });
+  const simulator = await startMissSimulator(UPSTREAM_LATENCY_MS);
   const prefix = benchPrefix(SCENARIO);
   const backend = await startBackendProcess(
     unlimitedBackendEnv({ redisUrl: REDIS_URL, prefix, upstreamUrl: simulator.url }),

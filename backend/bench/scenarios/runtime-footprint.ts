@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { startGroqSimulator } from '../../sim/groq-simulator.js';
 import { startBackendProcess } from '../../test/helpers/backend-process.js';
-import { benchPrefix, deleteKeys, report, runMissLoad, runScenario, unlimitedBackendEnv } from '../harness.js';
+import {
+  benchPrefix,
+  deleteKeys,
+  report,
+  runMissLoad,
+  runScenario,
+  startMissSimulator,
+  unlimitedBackendEnv,
+} from '../harness.js';
 
 /**
  * What one instance costs to run, from its TypeScript sources through tsx (as
@@ -53,7 +60,7 @@ async function measure(entry: 'source' | 'build', upstreamUrl: string) {
 }
 
 runScenario(async () => {
-  const simulator = await startGroqSimulator({ latencyMs: 0, apiKey: 'bench-key' });
+  const simulator = await startMissSimulator(0);
   try {
     for (const entry of ['source', 'build'] as const) {
       report(SCENARIO, await measure(entry, simulator.url));
