@@ -94,13 +94,14 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
   // What escapes the error middleware (a failure while writing a response, a bug in the outermost
   // middleware) is logged once, with the request id; a client that left is not an error of ours.
   app.on('error', (error: NodeJS.ErrnoException, ctx?: Koa.Context) => {
-    const log = (ctx?.state as AppState | undefined)?.log ?? logger;
+    // Koa emits this outside the request's log context: the request id is passed by hand.
+    const requestId = (ctx?.state as AppState | undefined)?.requestId;
     if (error.code !== undefined && CLIENT_GONE.has(error.code)) {
-      log.debug({ code: error.code }, 'client went away during the response');
+      logger.debug({ code: error.code, requestId }, 'client went away during the response');
       return;
     }
-    log.error({ err: error }, 'error outside the error handler');
-    deps.errorTracker?.capture(error, { requestId: (ctx?.state as AppState | undefined)?.requestId });
+    logger.error({ err: error, requestId }, 'error outside the error handler');
+    deps.errorTracker?.capture(error, { requestId });
   });
   app.use(
     requestContext({

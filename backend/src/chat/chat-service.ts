@@ -6,7 +6,6 @@ import type { RequestCoalescer } from '../llm/request-coalescer.js';
 import type { ChatMessage, CompletionGateway, GenerationParams, TokenUsage } from '../llm/types.js';
 import { UpstreamError } from '../llm/upstream-error.js';
 import type { CallerRef } from '../redis/caller-key.js';
-import type { Logger } from '../telemetry/logger.js';
 import type { TokenBudget } from '../usage/token-budget.js';
 import type { UserConcurrency } from '../usage/user-concurrency.js';
 import type { ChatRequest } from './chat-request.js';
@@ -55,8 +54,6 @@ export interface AnswerOptions {
    * gateway answers UpstreamError('rate_limited', retryAfterMs).
    */
   maxQuotaWaitMs?: number;
-  /** The caller's logger (with its request or job id): upstream decisions are logged with it. */
-  log?: Logger;
   /** Who asks: a signed-in user's upstream calls spend their budget, and their cached answers are theirs. */
   caller?: CallerRef;
   /** Hold one of the user's concurrent-call slots during the upstream call (synchronous requests). */
@@ -199,7 +196,6 @@ export function createChatService(options: ChatServiceOptions): ChatService {
           onDelta: answerOptions.onDelta,
           signal: answerOptions.signal,
           maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
-          log: answerOptions.log,
         }),
       );
       // Stored under the namespace of whoever answered: a fallback answer never poses as the primary's.
@@ -246,7 +242,6 @@ export function createChatService(options: ChatServiceOptions): ChatService {
         const answer = await cache.get(keys);
         return answer && fromCache(answer, true);
       },
-      answerOptions.log,
       folded
         ? {
             redisKey: entry.redisKey,

@@ -11,6 +11,7 @@ export interface Caller {
 /** Per-request values, set by middleware in the order app.ts composes them. */
 export interface AppState {
   requestId: string;
+  /** The root logger: inside the request its lines carry requestId (telemetry/log-context.ts). */
   log: Logger;
   caller: Caller;
   /** The client as its address identifies it, whoever the token says it is. */

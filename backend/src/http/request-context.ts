@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { runWithRequestId } from '../telemetry/log-context.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { AppMiddleware } from './app-state.js';
@@ -28,35 +29,38 @@ export function requestContext(options: {
   callerTag: (callerId: string) => string;
 }): AppMiddleware {
   const { instanceId, logger, metrics, callerTag } = options;
-  return async function requestContextMiddleware(ctx, next) {
+  return function requestContextMiddleware(ctx, next) {
     const started = process.hrtime.bigint();
     const incoming = ctx.get('X-Request-Id');
     const requestId = SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
-    ctx.state.log = logger.child({ requestId });
+    // The root logger: its lines carry the request id from the log context (telemetry/log-context.ts).
+    ctx.state.log = logger;
     ctx.set('X-Request-Id', requestId);
     ctx.set('X-Instance-Id', instanceId);
-    try {
-      await next();
-    } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = routeTemplate(ctx);
-      metrics.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
-      metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
-      const level = PROBE_ROUTES.has(route) ? 'debug' : ctx.status >= 500 ? 'error' : 'info';
-      ctx.state.log[level](
-        {
-          method: ctx.method,
-          route,
-          status: ctx.status,
-          latencyMs: Math.round(seconds * 1e4) / 10,
-          cacheHit: ctx.state.cacheHit,
-          // That the safety answer was given, never why: the message is health data.
-          safety: ctx.state.safety ? true : undefined,
-          caller: ctx.state.caller ? callerTag(ctx.state.caller.id) : undefined,
-        },
-        'request',
-      );
-    }
+    return runWithRequestId(requestId, async () => {
+      try {
+        await next();
+      } finally {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const route = routeTemplate(ctx);
+        metrics.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
+        metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
+        const level = PROBE_ROUTES.has(route) ? 'debug' : ctx.status >= 500 ? 'error' : 'info';
+        ctx.state.log[level](
+          {
+            method: ctx.method,
+            route,
+            status: ctx.status,
+            latencyMs: Math.round(seconds * 1e4) / 10,
+            cacheHit: ctx.state.cacheHit,
+            // That the safety answer was given, never why: the message is health data.
+            safety: ctx.state.safety ? true : undefined,
+            caller: ctx.state.caller ? callerTag(ctx.state.caller.id) : undefined,
+          },
+          'request',
+        );
+      }
+    });
   };
 }

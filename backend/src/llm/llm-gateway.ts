@@ -55,6 +55,7 @@ type CallResult =
 /** What the gateway shares with each step. */
 interface Gateway {
   options: LlmGatewayOptions;
+  log: Logger;
   now: () => number;
   estimators: Map<GatewayRoute, UsageEstimator>;
 }
@@ -93,6 +94,7 @@ export function createLlmGateway(options: LlmGatewayOptions): LlmGateway {
   const routes = fallback ? [primary, fallback] : [primary];
   const gateway: Gateway = {
     options,
+    log: options.logger.child({ component: 'llm-gateway' }),
     now: options.now ?? Date.now,
     estimators: new Map(routes.map((route) => [route, route.estimator ?? createUsageEstimator()])),
   };
@@ -122,7 +124,7 @@ async function complete(gateway: Gateway, request: CompletionRequest): Promise<C
     throw finalError(gateway, first);
   }
   metrics.fallbacks.inc({ reason: first.reason });
-  logFor(gateway, request).warn(
+  gateway.log.warn(
     { from: primary.provider.name, to: fallback.provider.name, reason: first.reason, kind: first.error.kind },
     'falling back to the fallback provider',
   );
@@ -144,7 +146,7 @@ async function attempt(
   const run: RouteRun = {
     route,
     request,
-    context: { signal: request.signal, log: request.log },
+    context: { signal: request.signal },
     labels: { provider: route.provider.name, model: route.provider.model },
     estimator,
     estimate: estimator.estimate(request.messages, request.maxTokens),
@@ -228,7 +230,7 @@ async function call(gateway: Gateway, run: RouteRun): Promise<CallResult> {
 
 /** The reservation, settled with what the call really spent. */
 async function settle(run: RouteRun, reservationId: string | undefined, result: CallResult): Promise<void> {
-  await run.route.quota.settle(reservationId, spent(run, result), run.context);
+  await run.route.quota.settle(reservationId, spent(run, result));
 }
 
 function spent(run: RouteRun, result: CallResult): SettleOutcome {
@@ -268,20 +270,13 @@ async function decide(
   }
   const provider = run.route.provider.name;
   metrics.upstreamRetries.inc({ provider });
-  logFor(gateway, run.request).info(
-    { provider, attempt: attemptNo, delayMs, kind: error.kind },
-    'retrying upstream call',
-  );
+  gateway.log.info({ provider, attempt: attemptNo, delayMs, kind: error.kind }, 'retrying upstream call');
   await sleep(delayMs, run.request.signal);
   return run.request.signal?.aborted ? exhausted(error) : undefined;
 }
 
 function exhausted(error: UpstreamError): Failure {
   return { ok: false, reason: error.kind === 'rate_limited' ? 'quota' : 'error', error };
-}
-
-function logFor(gateway: Gateway, request: CompletionRequest) {
-  return (request.log ?? gateway.options.logger).child({ component: 'llm-gateway' });
 }
 
 function circuitOpen(route: GatewayRoute): Failure {

@@ -32,8 +32,6 @@ export type SettleOutcome =
 
 export interface CallContext {
   signal?: AbortSignal;
-  /** The caller's logger (with its request id); the governor's own otherwise. */
-  log?: Logger;
 }
 
 /**
@@ -47,7 +45,7 @@ export interface QuotaGovernor {
   readonly provider: string;
   /** Waits for room until `deadline` (epoch ms); refuses at once when room comes later than that. */
   reserve(tokens: number, deadline: number, context?: CallContext): Promise<ReserveResult>;
-  settle(reservationId: string | undefined, outcome: SettleOutcome, context?: CallContext): Promise<void>;
+  settle(reservationId: string | undefined, outcome: SettleOutcome): Promise<void>;
 }
 
 export interface QuotaGovernorOptions {
@@ -113,7 +111,7 @@ interface Governor {
    * the fallback still protect us) but remembers 429 pauses in memory.
    */
   localPauseUntil: number;
-  logFor(context: CallContext | undefined): Logger;
+  log: Logger;
 }
 
 export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGovernor {
@@ -125,12 +123,12 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
     learnedTtlMs: 2 * upstreamWindowMs,
     now: options.now ?? Date.now,
     localPauseUntil: 0,
-    logFor: (context) => (context?.log ?? options.logger).child({ component: 'quota', provider: options.provider }),
+    log: options.logger.child({ component: 'quota', provider: options.provider }),
   };
   return {
     provider: options.provider,
     reserve: (tokens, deadline, context) => reserve(governor, tokens, deadline, context),
-    settle: (reservationId, outcome, context) => settle(governor, reservationId, outcome, context),
+    settle: (reservationId, outcome) => settle(governor, reservationId, outcome),
   };
 }
 
@@ -157,13 +155,13 @@ async function reserve(
     }
     const elapsed = now() - started;
     if (attempt.granted) {
-      return reported(governor, waited, context, { granted: true, id, waitedMs: elapsed });
+      return reported(governor, waited, { granted: true, id, waitedMs: elapsed });
     }
     const left = deadline - now();
     if (attempt.waitMs > left || signal?.aborted) {
       const reason = attempt.reason as QuotaRefusalReason;
       const refused = { granted: false as const, reason, retryAfterMs: attempt.waitMs, waitedMs: elapsed };
-      return reported(governor, waited, context, refused);
+      return reported(governor, waited, refused);
     }
     waited = true;
     // Jitter spreads the instances that wake for the same expiring slot.
@@ -182,22 +180,15 @@ function reserveWithoutRedis(governor: Governor, started: number): ReserveResult
 }
 
 /** A reservation that had to wait is counted and logged (granted or not). */
-function reported(
-  governor: Governor,
-  waited: boolean,
-  context: CallContext | undefined,
-  result: ReserveResult,
-): ReserveResult {
+function reported(governor: Governor, waited: boolean, result: ReserveResult): ReserveResult {
   if (waited) {
     const { metrics, provider } = governor.options;
     metrics.quotaWaits.inc({ provider });
     metrics.quotaWaitSeconds.observe(result.waitedMs / 1000);
-    governor
-      .logFor(context)
-      .info(
-        { waitedMs: result.waitedMs, granted: result.granted, reason: result.granted ? undefined : result.reason },
-        result.granted ? 'waited for upstream quota' : 'waited for upstream quota in vain',
-      );
+    governor.log.info(
+      { waitedMs: result.waitedMs, granted: result.granted, reason: result.granted ? undefined : result.reason },
+      result.granted ? 'waited for upstream quota' : 'waited for upstream quota in vain',
+    );
   }
   return result;
 }
@@ -256,12 +247,7 @@ function recordGauges(governor: Governor, reply: unknown[]) {
   }
 }
 
-async function settle(
-  governor: Governor,
-  reservationId: string | undefined,
-  outcome: SettleOutcome,
-  context?: CallContext,
-): Promise<void> {
+async function settle(governor: Governor, reservationId: string | undefined, outcome: SettleOutcome): Promise<void> {
   const now = governor.now();
   const day = dayIndex(now);
   if (outcome.kind === 'refused') {
@@ -276,7 +262,7 @@ async function settle(
     } else if (outcome.kind === 'unused') {
       await runSettle(governor, reservationId, day, { mode: 'release' });
     } else {
-      await settleRefused(governor, reservationId, day, outcome, context);
+      await settleRefused(governor, reservationId, day, outcome);
     }
     if (outcome.kind !== 'unused' && outcome.limits) {
       await observe(governor, outcome.limits, day);
@@ -293,13 +279,12 @@ async function settleRefused(
   id: string,
   day: number,
   outcome: Extract<SettleOutcome, { kind: 'refused' }>,
-  context: CallContext | undefined,
 ): Promise<void> {
   const remainingTokens = outcome.limits?.remainingTokens;
   const requestsBound = remainingTokens !== undefined && remainingTokens >= outcome.tokens;
   const pauseMs = outcome.retryAfterMs ?? DEFAULT_PAUSE_MS;
   await runSettle(governor, id, day, { mode: 'release', pauseMs, learnRequests: requestsBound });
-  governor.logFor(context).warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
+  governor.log.warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
 }
 
 /** The SETTLE script: 'used' with the real tokens, or 'release' (nothing spent; maybe a pause to share). */

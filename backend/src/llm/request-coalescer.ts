@@ -19,8 +19,6 @@ export interface RequestCoalescer {
     key: string,
     lead: () => Promise<T>,
     follow: () => Promise<T | undefined>,
-    /** The caller's logger (with its request id); the coalescer's own otherwise. */
-    log?: Logger,
     /** Where the result is stored: read with the lock, written with the unlock (no command of its own). */
     stored?: StoredResult<T>,
   ): Promise<{ value: T; coalesced: boolean }>;
@@ -75,7 +73,7 @@ const FINISH = redisScript(new URL('./coalesce-finish.lua', import.meta.url));
 export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoalescer {
   const { redis, subscriber, prefix, waitMs, metrics, tracker } = options;
   const lockTtlMs = options.lockTtlMs ?? DEFAULT_LOCK_TTL_MS;
-  const ownLog = options.logger;
+  const log = options.logger.child({ component: 'coalescer' });
   const channel = `${prefix}coalesce:done`;
   // Tagged by the key: a caller's stored result (`...{key}`) shares the lock's cluster slot.
   const lockKey = (key: string) => `${prefix}coalesce:lock:{${key}}`;
@@ -211,8 +209,7 @@ export function createRedisCoalescer(options: RedisCoalescerOptions): RequestCoa
   }
 
   return {
-    async run(key, lead, follow, callerLog, stored) {
-      const log = (callerLog ?? ownLog).child({ component: 'coalescer' });
+    async run(key, lead, follow, stored) {
       if (waitMs <= 0) {
         if (stored) {
           const raw = await redis.get(stored.redisKey).then(

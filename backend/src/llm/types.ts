@@ -1,5 +1,3 @@
-import type { Logger } from '../telemetry/logger.js';
-
 export type ChatRole = 'system' | 'user' | 'assistant';
 
 export interface ChatMessage {
@@ -28,8 +26,6 @@ export interface CompletionRequest extends GenerationParams {
   signal?: AbortSignal;
   /** Upper bound on waiting for upstream quota (see AnswerOptions); undefined: the gateway's default. */
   maxQuotaWaitMs?: number;
-  /** The caller's logger (carries its request id), for the gateway's decisions. */
-  log?: Logger;
   /** Shortens this one call's timeout (never beyond the adapter's own), so retries fit the gateway's budget. */
   timeoutMs?: number;
 }

@@ -5,6 +5,7 @@ import type { ChatService } from '../chat/chat-service.js';
 import { isUpstreamError } from '../llm/upstream-error.js';
 import { createOutageReporter } from '../shared/outage.js';
 import { withTimeout } from '../shared/with-timeout.js';
+import { runWithRequestId } from '../telemetry/log-context.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ChatJobData } from './chat-queue.js';
@@ -101,8 +102,9 @@ function createWorker(state: WorkerState): Worker<ChatJobData, void> {
   const { options } = state;
   const { backoffMs } = options;
   // Three parameters: BullMQ passes the abort signal only to processors that declare it.
+  // Run in the POST's log context: every line the job logs, in any module, carries its request id.
   const processor = (job: Job<ChatJobData, void>, token?: string, signal?: AbortSignal) =>
-    processChatJob(state, job, token, signal);
+    runWithRequestId(job.data.requestId, () => processChatJob(state, job, token, signal));
   return new Worker<ChatJobData, void>(CHAT_QUEUE_NAME, processor, {
     connection: options.connection,
     prefix: bullPrefix(options.redisPrefix),

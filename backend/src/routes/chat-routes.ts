@@ -23,7 +23,6 @@ export function chatRoutes(options: ChatRoutesOptions): Router<AppState> {
       return;
     }
     const answer = await options.chat.answer(ctx.state.input as ChatRequest, {
-      log: ctx.state.log,
       caller: options.callerKeys.ref(ctx.state.caller),
       limitConcurrency: true,
     });

@@ -176,7 +176,6 @@ export function openAiRoutes(options: OpenAiRoutesOptions): Router<AppState> {
       promptVersion: GATEWAY_PROMPT_VERSION,
     };
     const answerOptions = {
-      log: ctx.state.log,
       caller: options.callerKeys.ref(ctx.state.caller),
       limitConcurrency: true,
     };

@@ -46,7 +46,6 @@ export function streamRoutes(options: StreamRoutesOptions): Router<AppState> {
         let sent = false;
         try {
           const answer = await chat.answer(request, {
-            log: ctx.state.log,
             caller: options.callerKeys.ref(ctx.state.caller),
             limitConcurrency: true,
             signal,

@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { currentRequestId } from './log-context.js';
 
 export type { Logger };
 
@@ -22,11 +23,22 @@ const REDACTED_PATHS = [
   '*.history',
 ];
 
+/**
+ * Every line logged during a request carries its id, whichever module logs it.
+ * A fresh object each time: pino merges the line's own fields into it.
+ */
+function requestIdMixin(): { requestId?: string } {
+  const requestId = currentRequestId();
+  return requestId === undefined ? {} : { requestId };
+}
+
 export function createLogger(options: { level: string; instanceId: string }, destination?: DestinationStream): Logger {
   return pino(
     {
       level: options.level,
       base: { instance: options.instanceId },
+      // A field a call passes itself (a job's requestId logged from outside the request) wins over the mixin's.
+      mixin: requestIdMixin,
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },

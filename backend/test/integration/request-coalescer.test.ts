@@ -109,7 +109,6 @@ describe('request coalescer (real Redis, two instances)', () => {
       'stored-question',
       async () => 'stored-answer',
       async () => undefined,
-      undefined,
       storedIn('stored-question', seen),
     );
     expect(first).toEqual({ value: 'stored-answer', coalesced: false });
@@ -124,7 +123,6 @@ describe('request coalescer (real Redis, two instances)', () => {
         return 'a second call';
       },
       async () => undefined,
-      undefined,
       storedIn('stored-question', seen),
     );
     expect(second).toEqual({ value: 'stored-answer', coalesced: false });
