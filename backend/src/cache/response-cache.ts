@@ -62,25 +62,10 @@ export interface RedisResponseCacheOptions {
  * so an owner's index and the entries it lists are never in one command.
  */
 export function createRedisResponseCache(options: RedisResponseCacheOptions): ResponseCache {
-  const { redis, prefix, ttlSeconds, metrics, stats, tracker } = options;
-  const entryKey = (key: string) => `${prefix}cache:v1:{${key}}`;
-
-  function read(raw: string | null | undefined): CachedAnswer | undefined {
-    stats.recordCacheLookup(raw !== undefined && raw !== null);
-    if (raw === undefined || raw === null) {
-      metrics.cacheLookups.inc({ result: 'miss' });
-      return undefined;
-    }
-    metrics.cacheLookups.inc({ result: 'hit' });
-    return JSON.parse(raw) as CachedAnswer;
-  }
-
-  async function own(owner: string, key: string): Promise<void> {
-    await OWNER_ADD.run(redis, [ownerKey(owner)], [key, ttlSeconds]);
-  }
-  // The keys of the answers stored from one user's conversations, for account deletion.
-  const ownerKey = (owner: string) => `${prefix}cache:owner:${owner}`;
-
+  const { redis, ttlSeconds, metrics, tracker } = options;
+  const entryKey = (key: string) => `${options.prefix}cache:v1:{${key}}`;
+  const read = lookupCounter(options);
+  const owners = ownerIndex(options, entryKey);
   return {
     async get(key) {
       const entries = (typeof key === 'string' ? [key] : key).map(entryKey);
@@ -94,12 +79,11 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
         return undefined;
       }
     },
-
     async set(key, answer, owner) {
       try {
         if (owner !== undefined) {
           // The owner's index first: an entry is never stored unlisted, so deleting the owner finds it.
-          await own(owner, key);
+          await owners.add(owner, key);
         }
         await redis.set(entryKey(key), JSON.stringify(answer), 'EX', ttlSeconds);
         tracker.succeeded();
@@ -107,21 +91,17 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
         tracker.failed(error);
       }
     },
-
-    entry(key) {
-      return {
-        redisKey: entryKey(key),
-        ttlSeconds,
-        read,
-        encode: (answer) => JSON.stringify(answer),
-        failed: (error) => tracker.failed(error),
-        succeeded: () => tracker.succeeded(),
-      };
-    },
-
+    entry: (key) => ({
+      redisKey: entryKey(key),
+      ttlSeconds,
+      read,
+      encode: (answer) => JSON.stringify(answer),
+      failed: (error) => tracker.failed(error),
+      succeeded: () => tracker.succeeded(),
+    }),
     async own(owner, key) {
       try {
-        await own(owner, key);
+        await owners.add(owner, key);
         tracker.succeeded();
         return true;
       } catch (error) {
@@ -129,16 +109,39 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
         return false;
       }
     },
+    owned: (owner) => owners.answers(owner),
+    forgetOwner: (owner) => owners.forget(owner),
+  };
+}
 
-    async owned(owner) {
+/** Decodes a raw value read (null or undefined: absent) and counts the lookup as a hit or a miss. */
+function lookupCounter({ metrics, stats }: RedisResponseCacheOptions) {
+  return (raw: string | null | undefined): CachedAnswer | undefined => {
+    stats.recordCacheLookup(raw !== undefined && raw !== null);
+    if (raw === undefined || raw === null) {
+      metrics.cacheLookups.inc({ result: 'miss' });
+      return undefined;
+    }
+    metrics.cacheLookups.inc({ result: 'hit' });
+    return JSON.parse(raw) as CachedAnswer;
+  };
+}
+
+/** The keys of the answers stored from one user's conversations, for their export and account deletion. */
+function ownerIndex({ redis, prefix, ttlSeconds }: RedisResponseCacheOptions, entryKey: (key: string) => string) {
+  const ownerKey = (owner: string) => `${prefix}cache:owner:${owner}`;
+  return {
+    async add(owner: string, key: string): Promise<void> {
+      await OWNER_ADD.run(redis, [ownerKey(owner)], [key, ttlSeconds]);
+    },
+    async answers(owner: string): Promise<CachedAnswer[]> {
       const keys = await redis.smembers(ownerKey(owner));
       const values = await Promise.all(keys.map((key) => redis.get(entryKey(key))));
       return values
         .filter((value): value is string => value !== null)
         .map((value) => JSON.parse(value) as CachedAnswer);
     },
-
-    async forgetOwner(owner) {
+    async forget(owner: string): Promise<void> {
       const keys = await redis.smembers(ownerKey(owner));
       await Promise.all(keys.map((key) => redis.del(entryKey(key))));
       await redis.del(ownerKey(owner));

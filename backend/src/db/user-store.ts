@@ -40,14 +40,6 @@ const USER_COLUMNS = 'id, kind, created_at, token_version';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function createUserStore(db: Database): UserStore {
-  async function findByIdentity(identityHash: string): Promise<UserRecord | undefined> {
-    const result = await db.query<UserRow>(
-      'SELECT u.id, u.kind, u.created_at, u.token_version FROM external_identities e JOIN users u ON u.id = e.user_id WHERE e.identity_hash = $1',
-      [identityHash],
-    );
-    return result.rows[0] && toRecord(result.rows[0]);
-  }
-
   return {
     async createDevice() {
       const result = await db.query<UserRow>(`INSERT INTO users (kind) VALUES ('device') RETURNING ${USER_COLUMNS}`);
@@ -55,34 +47,12 @@ export function createUserStore(db: Database): UserStore {
     },
 
     async findOrCreateExternal(identityHash) {
-      const existing = await findByIdentity(identityHash);
-      if (existing) {
-        return existing;
+      const user = (await findByIdentity(db, identityHash)) ?? (await createExternal(db, identityHash));
+      if (user) {
+        return user;
       }
-      const client = await db.connect();
-      try {
-        await client.query('BEGIN');
-        const created = await client.query<UserRow>(
-          `INSERT INTO users (kind) VALUES ('external') RETURNING ${USER_COLUMNS}`,
-        );
-        const user = created.rows[0] as UserRow;
-        const linked = await client.query(
-          'INSERT INTO external_identities (identity_hash, user_id) VALUES ($1, $2) ON CONFLICT (identity_hash) DO NOTHING',
-          [identityHash, user.id],
-        );
-        if (linked.rowCount === 1) {
-          await client.query('COMMIT');
-          return toRecord(user);
-        }
-        // Another instance saw this subject first: keep its user, drop ours.
-        await client.query('ROLLBACK');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        client.release();
-      }
-      const winner = await findByIdentity(identityHash);
+      // Another instance saw this subject first: its user is the one.
+      const winner = await findByIdentity(db, identityHash);
       if (!winner) {
         throw new Error('external identity vanished while being created');
       }
@@ -119,4 +89,40 @@ export function createUserStore(db: Database): UserStore {
       return (result.rows[0] as { secret: Buffer }).secret;
     },
   };
+}
+
+async function findByIdentity(db: Database, identityHash: string): Promise<UserRecord | undefined> {
+  const result = await db.query<UserRow>(
+    'SELECT u.id, u.kind, u.created_at, u.token_version FROM external_identities e JOIN users u ON u.id = e.user_id WHERE e.identity_hash = $1',
+    [identityHash],
+  );
+  return result.rows[0] && toRecord(result.rows[0]);
+}
+
+/** A new user linked to the identity, in one transaction; undefined when another instance linked it first. */
+async function createExternal(db: Database, identityHash: string): Promise<UserRecord | undefined> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    const created = await client.query<UserRow>(
+      `INSERT INTO users (kind) VALUES ('external') RETURNING ${USER_COLUMNS}`,
+    );
+    const user = created.rows[0] as UserRow;
+    const linked = await client.query(
+      'INSERT INTO external_identities (identity_hash, user_id) VALUES ($1, $2) ON CONFLICT (identity_hash) DO NOTHING',
+      [identityHash, user.id],
+    );
+    if (linked.rowCount === 1) {
+      await client.query('COMMIT');
+      return toRecord(user);
+    }
+    // Keep the other instance's user, drop ours.
+    await client.query('ROLLBACK');
+    return undefined;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
 }

@@ -12,7 +12,7 @@ import { type ChatQueue, createChatQueue } from './chat-queue.js';
 import { type ChatWorker, startChatWorker } from './chat-worker.js';
 import { createJobLedger } from './job-ledger.js';
 import { registerQueueDepthGauge } from './queue-depth-gauge.js';
-import { queueKeys } from './queue-keys.js';
+import { type QueueKeys, queueKeys } from './queue-keys.js';
 
 export interface QueueRuntimeOptions {
   config: Config;
@@ -36,9 +36,30 @@ export interface QueueRuntime {
 
 /** The chat queue of one instance: the producer always, the worker unless ROLE=api. */
 export function startQueueRuntime(options: QueueRuntimeOptions): QueueRuntime {
-  const { config, redis, chat, metrics, logger } = options;
-  const keys = queueKeys(config.REDIS_PREFIX);
-  const chatQueue = createChatQueue({
+  const keys = queueKeys(options.config.REDIS_PREFIX);
+  const chatQueue = createProducer(options, keys);
+  registerQueueDepthGauge({
+    registry: options.metrics.registry,
+    counts: () => chatQueue.counts(),
+    timeoutMs: options.config.REDIS_COMMAND_TIMEOUT_MS,
+  });
+  const consumer = options.config.ROLE === 'api' ? undefined : startConsumer(options, keys, chatQueue);
+  return {
+    chatQueue,
+    worker: consumer?.worker,
+    async close() {
+      await consumer?.worker.close();
+      await chatQueue.close();
+      if (consumer) {
+        await closeConnection(consumer.connection);
+      }
+    },
+  };
+}
+
+function createProducer(options: QueueRuntimeOptions, keys: QueueKeys): ChatQueue {
+  const { config, redis, metrics, logger } = options;
+  return createChatQueue({
     redis,
     redisPrefix: config.REDIS_PREFIX,
     keys,
@@ -59,52 +80,45 @@ export function startQueueRuntime(options: QueueRuntimeOptions): QueueRuntime {
       logger,
     }),
   });
-  registerQueueDepthGauge({
-    registry: metrics.registry,
-    counts: () => chatQueue.counts(),
-    timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+}
+
+function startConsumer(
+  options: QueueRuntimeOptions,
+  keys: QueueKeys,
+  chatQueue: ChatQueue,
+): { connection: Redis; worker: ChatWorker } {
+  const { config, metrics, logger } = options;
+  // Workers wait through Redis outages instead of failing jobs: their own connection, no command timeout.
+  const connection = createRedisClient({
+    target: options.redisTarget,
+    connectionName: `focus:${config.INSTANCE_ID}:queue`,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    logger,
+    role: 'queue',
   });
+  const worker = startChatWorker({
+    connection,
+    redisPrefix: config.REDIS_PREFIX,
+    queue: chatQueue.queue,
+    chat: options.chat,
+    ledger: createJobLedger(connection, keys),
+    instanceId: config.INSTANCE_ID,
+    concurrency: config.QUEUE_CONCURRENCY,
+    backoffMs: config.QUEUE_BACKOFF_MS,
+    resultTtlSeconds: config.QUEUE_RESULT_TTL_SECONDS,
+    lockMs: config.QUEUE_LOCK_MS,
+    shutdownGraceMs: config.QUEUE_SHUTDOWN_GRACE_MS,
+    metrics,
+    logger,
+  });
+  return { connection, worker };
+}
 
-  let connection: Redis | undefined;
-  let worker: ChatWorker | undefined;
-  if (config.ROLE !== 'api') {
-    // Workers wait through Redis outages instead of failing jobs: their own connection, no command timeout.
-    connection = createRedisClient({
-      target: options.redisTarget,
-      connectionName: `focus:${config.INSTANCE_ID}:queue`,
-      commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-      logger,
-      role: 'queue',
-    });
-    worker = startChatWorker({
-      connection,
-      redisPrefix: config.REDIS_PREFIX,
-      queue: chatQueue.queue,
-      chat,
-      ledger: createJobLedger(connection, keys),
-      instanceId: config.INSTANCE_ID,
-      concurrency: config.QUEUE_CONCURRENCY,
-      backoffMs: config.QUEUE_BACKOFF_MS,
-      resultTtlSeconds: config.QUEUE_RESULT_TTL_SECONDS,
-      lockMs: config.QUEUE_LOCK_MS,
-      shutdownGraceMs: config.QUEUE_SHUTDOWN_GRACE_MS,
-      metrics,
-      logger,
-    });
+async function closeConnection(connection: Redis): Promise<void> {
+  // QUIT would wait for a reconnect while Redis is down.
+  if (connection.status === 'ready') {
+    await connection.quit().catch(() => connection.disconnect());
+  } else {
+    connection.disconnect();
   }
-
-  return {
-    chatQueue,
-    worker,
-    async close() {
-      await worker?.close();
-      await chatQueue.close();
-      // QUIT would wait for a reconnect while Redis is down.
-      if (connection?.status === 'ready') {
-        await connection.quit().catch(() => connection?.disconnect());
-      } else {
-        connection?.disconnect();
-      }
-    },
-  };
 }

@@ -36,46 +36,11 @@ export interface ReplicaAckOptions {
 }
 
 export function createReplicaAck(options: ReplicaAckOptions): ReplicaAck {
-  const { redis, replicas, timeoutMs } = options;
-  const refreshMs = options.refreshMs ?? 5000;
-  const now = options.now ?? Date.now;
-  const log = options.logger.child({ component: 'replica-ack' });
-  let known: { replicas: number; at: number } | undefined;
-  let short = false;
+  const { replicas, timeoutMs } = options;
+  const primary = primaryFinder(options.redis, options.key);
+  const replicaCount = replicaCounter(options.refreshMs ?? 5000, options.now ?? Date.now);
+  const health = shortfallLog(options.logger.child({ component: 'replica-ack' }), replicas);
   let seenReplica = false;
-
-  function shortfall(detail: Record<string, number>, reason: string) {
-    if (!short) {
-      short = true;
-      log.warn(
-        { wanted: replicas, ...detail },
-        `${reason}: accepted jobs are on the primary only until a replica is back`,
-      );
-    }
-  }
-
-  let slot: number | undefined;
-  async function primary(): Promise<Redis> {
-    if (!('isCluster' in redis && redis.isCluster)) {
-      return redis;
-    }
-    const cluster = redis as unknown as Cluster;
-    slot ??= Number(await cluster.cluster('KEYSLOT', options.key));
-    const address = cluster.slots[slot]?.[0];
-    const node = cluster.nodes('master').find((master) => `${master.options.host}:${master.options.port}` === address);
-    if (!node) {
-      throw new Error(`no primary known for cluster slot ${slot}`);
-    }
-    return node;
-  }
-
-  async function connectedReplicas(server: Redis): Promise<number> {
-    if (!known || now() - known.at > refreshMs) {
-      const info = await server.info('replication');
-      known = { replicas: Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0), at: now() };
-    }
-    return known.replicas;
-  }
 
   return {
     async confirm() {
@@ -84,11 +49,11 @@ export function createReplicaAck(options: ReplicaAckOptions): ReplicaAck {
       }
       try {
         const server = await primary();
-        const connected = await connectedReplicas(server);
+        const connected = await replicaCount.read(server);
         if (connected === 0) {
           // Nothing to wait for. Logged only once a replica was seen: a single Redis never had one.
           if (seenReplica) {
-            shortfall({ connected }, 'the Redis primary has no replica connected');
+            health.short({ connected }, 'the Redis primary has no replica connected');
           }
           return;
         }
@@ -96,20 +61,74 @@ export function createReplicaAck(options: ReplicaAckOptions): ReplicaAck {
         const wanted = Math.min(replicas, connected);
         const acked = Number(await server.wait(wanted, timeoutMs));
         if (acked < wanted) {
-          known = undefined;
-          shortfall({ connected, acked, timeoutMs }, 'a replica did not acknowledge a queued job in time');
-          return;
-        }
-        if (connected < replicas) {
-          shortfall({ connected, acked }, 'fewer replicas connected than REDIS_WAIT_REPLICAS');
-        } else if (short) {
-          short = false;
-          log.info({ acked }, 'replicas acknowledge queued jobs again');
+          replicaCount.forget();
+          health.short({ connected, acked, timeoutMs }, 'a replica did not acknowledge a queued job in time');
+        } else if (connected < replicas) {
+          health.short({ connected, acked }, 'fewer replicas connected than REDIS_WAIT_REPLICAS');
+        } else {
+          health.recovered(acked);
         }
       } catch (error) {
         // After a reconnect the connection may reach another primary: count its replicas afresh.
-        known = undefined;
+        replicaCount.forget();
         throw error;
+      }
+    },
+  };
+}
+
+/** The connection WAIT must go to: the client itself, or on a Redis Cluster the primary of the key's slot. */
+function primaryFinder(redis: Redis, key: string): () => Promise<Redis> {
+  let slot: number | undefined;
+  return async () => {
+    if (!('isCluster' in redis && redis.isCluster)) {
+      return redis;
+    }
+    const cluster = redis as unknown as Cluster;
+    slot ??= Number(await cluster.cluster('KEYSLOT', key));
+    const address = cluster.slots[slot]?.[0];
+    const node = cluster.nodes('master').find((master) => `${master.options.host}:${master.options.port}` === address);
+    if (!node) {
+      throw new Error(`no primary known for cluster slot ${slot}`);
+    }
+    return node;
+  };
+}
+
+/** The primary's connected replicas (INFO replication), read again after refreshMs or after forget(). */
+function replicaCounter(refreshMs: number, now: () => number) {
+  let known: { replicas: number; at: number } | undefined;
+  return {
+    async read(server: Redis): Promise<number> {
+      if (!known || now() - known.at > refreshMs) {
+        const info = await server.info('replication');
+        known = { replicas: Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0), at: now() };
+      }
+      return known.replicas;
+    },
+    forget(): void {
+      known = undefined;
+    },
+  };
+}
+
+/** A shortfall is logged once, until replicas acknowledge again. */
+function shortfallLog(log: Logger, replicas: number) {
+  let short = false;
+  return {
+    short(detail: Record<string, number>, reason: string): void {
+      if (!short) {
+        short = true;
+        log.warn(
+          { wanted: replicas, ...detail },
+          `${reason}: accepted jobs are on the primary only until a replica is back`,
+        );
+      }
+    },
+    recovered(acked: number): void {
+      if (short) {
+        short = false;
+        log.info({ acked }, 'replicas acknowledge queued jobs again');
       }
     },
   };

@@ -7,9 +7,23 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-
   return {
     registry,
+    ...httpMetrics(registry),
+    ...upstreamMetrics(registry),
+    ...accountMetrics(registry),
+    ...queueMetrics(registry),
+    ...resilienceMetrics(registry),
+    ...quotaMetrics(registry),
+    ...usageAndSafetyMetrics(registry),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** HTTP requests, and what the request path met: the cache and the rate limit. */
+function httpMetrics(registry: Registry) {
+  return {
     httpRequests: new Counter({
       name: 'focus_http_requests_total',
       help: 'HTTP requests by method, route template and status.',
@@ -34,6 +48,12 @@ export function createMetrics() {
       help: 'Requests refused by the per-caller rate limit.',
       registers: [registry],
     }),
+  };
+}
+
+/** LLM calls, and the failures of the stores behind the service. */
+function upstreamMetrics(registry: Registry) {
+  return {
     upstreamCalls: new Counter({
       name: 'focus_upstream_calls_total',
       help: 'LLM calls by provider, model and outcome.',
@@ -65,6 +85,12 @@ export function createMetrics() {
       labelNames: ['component'] as const,
       registers: [registry],
     }),
+  };
+}
+
+/** Credentials, streamed answers and sign-ups. */
+function accountMetrics(registry: Registry) {
+  return {
     authFailures: new Counter({
       name: 'focus_auth_failures_total',
       help: 'Requests refused for their credentials, by reason (invalid_token, auth_required).',
@@ -82,7 +108,12 @@ export function createMetrics() {
       help: 'Device accounts created.',
       registers: [registry],
     }),
-    // Chat queue (queue/); the cluster-wide focus_queue_jobs gauge is registered by queue/queue-depth-gauge.ts.
+  };
+}
+
+/** Chat queue (queue/); the cluster-wide focus_queue_jobs gauge is registered by queue/queue-depth-gauge.ts. */
+function queueMetrics(registry: Registry) {
+  return {
     queueCompleted: new Counter({
       name: 'focus_queue_completed_total',
       help: 'Chat jobs completed by this instance.',
@@ -104,7 +135,12 @@ export function createMetrics() {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
       registers: [registry],
     }),
-    // Upstream resilience (llm/): quota governor, retries, fallback, circuit breaker, coalescing.
+  };
+}
+
+/** Upstream resilience (llm/): quota governor, retries, fallback, circuit breaker, coalescing. */
+function resilienceMetrics(registry: Registry) {
+  return {
     quotaWaits: new Counter({
       name: 'focus_quota_waits_total',
       help: 'Requests that waited for upstream quota (whether room came or not), by provider.',
@@ -140,6 +176,12 @@ export function createMetrics() {
       labelNames: ['provider'] as const,
       registers: [registry],
     }),
+  };
+}
+
+/** The shared upstream quota (llm/), as last seen by this instance. */
+function quotaMetrics(registry: Registry) {
+  return {
     quotaRemainingTokens: new Gauge({
       name: 'focus_quota_remaining_tokens',
       help: 'Tokens left in the current minute of the shared upstream quota, as last seen by this instance.',
@@ -164,7 +206,12 @@ export function createMetrics() {
       labelNames: ['provider'] as const,
       registers: [registry],
     }),
-    // Per-user usage (usage/): daily token budgets.
+  };
+}
+
+/** Per-user usage (usage/): daily token budgets; crisis messages (safety/): counts only, never the text. */
+function usageAndSafetyMetrics(registry: Registry) {
+  return {
     budgetExhausted: new Counter({
       name: 'focus_budget_exhausted_total',
       help: "Requests refused by the user's daily token budget, by reason (budget: spent for today; in_flight: held by the user's calls in flight).",
@@ -176,7 +223,6 @@ export function createMetrics() {
       help: 'Requests let through without a token budget check because Redis was failing.',
       registers: [registry],
     }),
-    // Crisis messages (safety/): counts only, never the text.
     safetyTriggered: new Counter({
       name: 'focus_safety_triggered_total',
       help: 'Messages answered with the fixed safety answer, by category (suicide, self_harm, danger) and answer language.',
@@ -191,5 +237,3 @@ export function createMetrics() {
     }),
   };
 }
-
-export type Metrics = ReturnType<typeof createMetrics>;

@@ -20,22 +20,17 @@ const SRC = join(import.meta.dirname, '../../src');
  */
 const TO_SPLIT = new Set([
   'app.ts createApp',
-  'cache/response-cache.ts createRedisResponseCache',
   'chat/chat-service.ts createChatService',
   'chat/chat-service.ts complete',
   'client/focus-chat-client.ts createFocusChatClient',
   'client/focus-chat-client.ts streamed',
-  'db/user-store.ts createUserStore',
   'llm/request-coalescer.ts createRedisCoalescer',
   'llm/request-coalescer.ts (anonymous)',
   'llm/stream-reader.ts readStream',
-  'queue/queue-runtime.ts startQueueRuntime',
-  'redis/replica-ack.ts createReplicaAck',
   'routes/openai-routes.ts openAiRoutes',
   'routes/openai-routes.ts completions',
   'runtime.ts createRuntime',
   'telemetry/cluster-stats.ts createClusterStats',
-  'telemetry/metrics.ts createMetrics',
   'usage/token-budget.ts createTokenBudget',
 ]);
 
