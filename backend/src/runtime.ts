@@ -34,7 +34,6 @@ import { createErrorTracker } from './telemetry/error-tracking.js';
 import type { Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { createTokenBudget } from './usage/token-budget.js';
-import { createUserConcurrency } from './usage/user-concurrency.js';
 
 /**
  * The composition root: builds every dependency of one backend process from
@@ -140,14 +139,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     redis,
     prefix: config.REDIS_PREFIX,
     tokensPerDay: config.USER_TOKENS_PER_DAY,
+    maxConcurrent: config.USER_MAX_CONCURRENT,
     tracker: createDegradationTracker('budget', logger, metrics),
     metrics,
-  });
-  const concurrency = createUserConcurrency({
-    redis,
-    prefix: config.REDIS_PREFIX,
-    maxConcurrent: config.USER_MAX_CONCURRENT,
-    tracker: createDegradationTracker('user-concurrency', logger, metrics),
   });
   const chatRateLimit = rateLimit({
     redis,
@@ -182,7 +176,6 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   const chat = createChatService({
     cache,
     budget,
-    concurrency,
     gateway: upstream.gateway,
     coalescer: upstream.coalescer,
     maxTokens: config.GROQ_MAX_TOKENS,
@@ -222,7 +215,6 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       export: usage,
       async forget(user) {
         await budget.forget(user.caller.key);
-        await concurrency.forget(user.caller.key);
         await chatRateLimit.forget({ kind: 'user', id: user.callerId });
         await clusterStats.forgetCaller(user.callerId);
       },

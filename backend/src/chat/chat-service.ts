@@ -3,11 +3,10 @@ import type { CachedAnswer, ResponseCache } from '../cache/response-cache.js';
 import { budgetExhausted, tooManyConcurrent } from '../errors.js';
 import { estimateTokens } from '../llm/quota-governor.js';
 import type { RequestCoalescer } from '../llm/request-coalescer.js';
-import type { ChatMessage, CompletionGateway, GenerationParams, TokenUsage } from '../llm/types.js';
+import type { ChatMessage, CompletionGateway, CompletionTarget, GenerationParams, TokenUsage } from '../llm/types.js';
 import { UpstreamError } from '../llm/upstream-error.js';
 import type { CallerRef } from '../redis/caller-key.js';
 import type { TokenBudget } from '../usage/token-budget.js';
-import type { UserConcurrency } from '../usage/user-concurrency.js';
 import type { ChatRequest } from './chat-request.js';
 import { SYSTEM_PROMPT, SYSTEM_PROMPT_VERSION } from './system-prompt.js';
 
@@ -40,10 +39,11 @@ export interface ChatServiceOptions {
   temperature: number;
   /** Makes identical uncached questions in flight across the cluster cost one upstream call. */
   coalescer?: RequestCoalescer;
-  /** Signed-in users' daily token budgets (reserved before the call, settled with the real usage). */
+  /**
+   * Signed-in users' daily token budgets (reserved before the call, settled
+   * with the real usage) and cap on concurrent upstream calls (synchronous requests).
+   */
   budget?: TokenBudget;
-  /** Signed-in users' cap on concurrent upstream calls, for synchronous requests. */
-  concurrency?: UserConcurrency;
 }
 
 export interface AnswerOptions {
@@ -106,166 +106,167 @@ export function replayPieces(text: string, wordsPerPiece = 4): string[] {
  * question across the cluster when a coalescer is given.
  */
 export function createChatService(options: ChatServiceOptions): ChatService {
-  const { cache, gateway, maxTokens, temperature, coalescer, budget, concurrency } = options;
-
-  /**
-   * A user's upstream call holds a concurrency slot (when asked) and a budget
-   * reservation of its estimate; the reservation settles with the real usage,
-   * or is released when no answer came. Anonymous callers have neither: their
-   * per-IP rate limit and the cluster quota bound them.
-   */
-  async function charged<T extends { usage: TokenUsage }>(
-    generation: Generation,
-    answerOptions: AnswerOptions,
-    call: () => Promise<T>,
-  ): Promise<T> {
-    const user = answerOptions.caller?.kind === 'user' ? answerOptions.caller : undefined;
-    if (!user) {
-      return call();
-    }
-    const lease = answerOptions.limitConcurrency && concurrency ? await concurrency.acquire(user.key) : null;
-    if (lease === undefined) {
-      throw tooManyConcurrent();
-    }
-    try {
-      if (!budget) {
-        return await call();
-      }
-      const reserved = await budget.reserve(user.key, estimateTokens(generation.messages, generation.maxTokens));
-      if (!reserved.ok) {
-        throw budgetExhausted(reserved.retryAfterSeconds);
-      }
-      let result: T;
-      try {
-        result = await call();
-      } catch (error) {
-        // A stream cut after its first words spent tokens; any other failure spent none of the user's.
-        const spent = error instanceof UpstreamError ? error.spentTokens : undefined;
-        await (spent === undefined ? budget.release(reserved.reservation) : budget.settle(reserved.reservation, spent));
-        throw error;
-      }
-      await budget.settle(reserved.reservation, result.usage.promptTokens + result.usage.completionTokens);
-      return result;
-    } finally {
-      if (lease && concurrency) {
-        await concurrency.release(lease);
-      }
-    }
-  }
-
-  async function complete(generation: Generation, answerOptions: AnswerOptions = {}): Promise<ChatAnswer> {
-    const { messages, maxTokens: generationMaxTokens, temperature: generationTemperature, params } = generation;
-    const targets = [gateway.target, ...(gateway.alternates ?? [])];
-    const keys = targets.map((target) =>
-      cacheKey({
-        ...target,
-        promptVersion: generation.promptVersion,
-        messages,
-        maxTokens: generationMaxTokens,
-        temperature: generationTemperature,
-        params,
-      }),
-    );
-    const replayed = (answer: ChatAnswer): ChatAnswer => {
-      if (answerOptions.onDelta) {
-        for (const piece of replayPieces(answer.response)) {
-          answerOptions.onDelta(piece);
-        }
-      }
-      return answer;
-    };
-    const owner = answerOptions.caller?.kind === 'user' ? answerOptions.caller.key : undefined;
-    // With one candidate and a coalescer, the lookup rides on the lock's command and the store on the unlock's.
-    const folded = coalescer !== undefined && keys.length === 1;
-    if (!folded) {
-      const hit = await cache.get(keys);
-      if (hit) {
-        return replayed(fromCache(hit, false));
-      }
-    }
-    /** The answer the coalescer stores with its unlock (folded path, the primary answered). */
-    let toStore: CachedAnswer | undefined;
-
-    const ask = async (): Promise<ChatAnswer> => {
-      const completion = await charged(generation, answerOptions, () =>
-        gateway.complete({
-          messages,
-          maxTokens: generationMaxTokens,
-          temperature: generationTemperature,
-          ...params,
-          onDelta: answerOptions.onDelta,
-          signal: answerOptions.signal,
-          maxQuotaWaitMs: answerOptions.maxQuotaWaitMs,
-        }),
-      );
-      // Stored under the namespace of whoever answered: a fallback answer never poses as the primary's.
-      const answered = Math.max(
-        0,
-        targets.findIndex((target) => target.provider === completion.provider),
-      );
-      const cached: CachedAnswer = {
-        response: completion.text,
-        model: completion.model,
-        provider: completion.provider,
-        usage: completion.usage,
-        finishReason: completion.finishReason,
-        createdAt: Date.now(),
-      };
-      const key = keys[answered] as string;
-      if (!folded || answered !== 0) {
-        await cache.set(key, cached, owner);
-      } else if (owner === undefined || (await cache.own(owner, key))) {
-        toStore = cached;
-      }
-      return {
-        response: completion.text,
-        cached: false,
-        model: completion.model,
-        provider: completion.provider,
-        usage: completion.usage,
-        coalesced: false,
-        finishReason: completion.finishReason,
-      };
-    };
-    if (!coalescer) {
-      return ask();
-    }
-    let asked = false;
-    const entry = cache.entry(keys[0] as string);
-    const { value } = await coalescer.run(
-      keys[0] as string,
-      () => {
-        asked = true;
-        return ask();
-      },
-      async () => {
-        const answer = await cache.get(keys);
-        return answer && fromCache(answer, true);
-      },
-      folded
-        ? {
-            redisKey: entry.redisKey,
-            found: (raw) => {
-              const hit = entry.read(raw);
-              return hit && fromCache(hit, false);
-            },
-            store: () => (toStore ? { raw: entry.encode(toStore), ttlSeconds: entry.ttlSeconds } : undefined),
-            failed: entry.failed,
-            succeeded: entry.succeeded,
-          }
-        : undefined,
-    );
-    // The leader streamed live; whoever waited on it gets the answer replayed.
-    return asked ? value : replayed(value);
-  }
-
+  const complete = (generation: Generation, answerOptions: AnswerOptions = {}) =>
+    completeChat(prepare(options, generation, answerOptions));
   return {
     answer(request, answerOptions) {
-      return complete(
-        { messages: buildMessages(request), maxTokens, temperature, promptVersion: SYSTEM_PROMPT_VERSION },
-        answerOptions,
-      );
+      const { maxTokens, temperature } = options;
+      const generation = {
+        messages: buildMessages(request),
+        maxTokens,
+        temperature,
+        promptVersion: SYSTEM_PROMPT_VERSION,
+      };
+      return complete(generation, answerOptions);
     },
     complete,
   };
+}
+
+/** One chat on its way through the service: what each of its steps shares. */
+interface Chat {
+  service: ChatServiceOptions;
+  generation: Generation;
+  options: AnswerOptions;
+  /** The primary, then the alternates. */
+  targets: readonly CompletionTarget[];
+  /** The question's cache key under each target's namespace, in the same order. */
+  keys: readonly string[];
+  /** A signed-in user's CallerRef key: the answers stored from their conversation are theirs. */
+  owner: string | undefined;
+  /** One cache candidate and a coalescer: the lookup rides on the lock's command and the store on the unlock's. */
+  folded: boolean;
+  /** The answer the coalescer stores with its unlock (folded path, the primary answered). */
+  toStore?: CachedAnswer;
+}
+
+function prepare(service: ChatServiceOptions, generation: Generation, options: AnswerOptions): Chat {
+  const { gateway, coalescer } = service;
+  const { messages, maxTokens, temperature, params, promptVersion } = generation;
+  const targets = [gateway.target, ...(gateway.alternates ?? [])];
+  const keys = targets.map((target) =>
+    cacheKey({ ...target, promptVersion, messages, maxTokens, temperature, params }),
+  );
+  const owner = options.caller?.kind === 'user' ? options.caller.key : undefined;
+  return { service, generation, options, targets, keys, owner, folded: coalescer !== undefined && keys.length === 1 };
+}
+
+/** Look up, then ask the upstream: alone, or once for every identical question in flight. */
+async function completeChat(chat: Chat): Promise<ChatAnswer> {
+  if (!chat.folded) {
+    const hit = await chat.service.cache.get(chat.keys);
+    if (hit) {
+      return replayed(chat, fromCache(hit, false));
+    }
+  }
+  const { coalescer } = chat.service;
+  return coalescer ? coalesced(chat, coalescer) : ask(chat);
+}
+
+/** An answer this caller did not see arrive (cached, or another's call): replayed as a stream when asked. */
+function replayed(chat: Chat, answer: ChatAnswer): ChatAnswer {
+  const { onDelta } = chat.options;
+  if (onDelta) {
+    for (const piece of replayPieces(answer.response)) {
+      onDelta(piece);
+    }
+  }
+  return answer;
+}
+
+async function coalesced(chat: Chat, coalescer: RequestCoalescer): Promise<ChatAnswer> {
+  const { cache } = chat.service;
+  const key = chat.keys[0] as string;
+  let asked = false;
+  const entry = cache.entry(key);
+  const { value } = await coalescer.run(
+    key,
+    () => {
+      asked = true;
+      return ask(chat);
+    },
+    async () => {
+      const answer = await cache.get(chat.keys);
+      return answer && fromCache(answer, true);
+    },
+    chat.folded
+      ? {
+          redisKey: entry.redisKey,
+          found: (raw) => {
+            const hit = entry.read(raw);
+            return hit && fromCache(hit, false);
+          },
+          store: () => (chat.toStore ? { raw: entry.encode(chat.toStore), ttlSeconds: entry.ttlSeconds } : undefined),
+          failed: entry.failed,
+          succeeded: entry.succeeded,
+        }
+      : undefined,
+  );
+  // The leader streamed live; whoever waited on it gets the answer replayed.
+  return asked ? value : replayed(chat, value);
+}
+
+/** The upstream call, charged to the user, then its answer stored. */
+async function ask(chat: Chat): Promise<ChatAnswer> {
+  const { messages, maxTokens, temperature, params } = chat.generation;
+  const { onDelta, signal, maxQuotaWaitMs } = chat.options;
+  const completion = await charged(chat, () =>
+    chat.service.gateway.complete({ messages, maxTokens, temperature, ...params, onDelta, signal, maxQuotaWaitMs }),
+  );
+  const answer: CachedAnswer = {
+    response: completion.text,
+    model: completion.model,
+    provider: completion.provider,
+    usage: completion.usage,
+    finishReason: completion.finishReason,
+    createdAt: Date.now(),
+  };
+  await store(chat, answer);
+  const { response, model, provider, usage, finishReason } = answer;
+  return { response, cached: false, model, provider, usage, coalesced: false, finishReason };
+}
+
+/**
+ * A user's upstream call holds a budget reservation of its estimate and, when
+ * asked, a concurrency slot (one script); both end with the real usage, or no
+ * usage when no answer came (one script). Anonymous callers have neither:
+ * their per-IP rate limit and the cluster quota bound them.
+ */
+async function charged<T extends { usage: TokenUsage }>(chat: Chat, call: () => Promise<T>): Promise<T> {
+  const { budget } = chat.service;
+  const { caller, limitConcurrency } = chat.options;
+  if (caller?.kind !== 'user' || !budget) {
+    return call();
+  }
+  const estimate = estimateTokens(chat.generation.messages, chat.generation.maxTokens);
+  const reserved = await budget.reserve(caller.key, estimate, { slot: limitConcurrency === true });
+  if (!reserved.ok) {
+    throw reserved.reason === 'concurrency' ? tooManyConcurrent() : budgetExhausted(reserved.retryAfterSeconds);
+  }
+  let result: T;
+  try {
+    result = await call();
+  } catch (error) {
+    // A stream cut after its first words spent tokens; any other failure spent none of the user's.
+    const spent = error instanceof UpstreamError ? error.spentTokens : undefined;
+    await (spent === undefined ? budget.release(reserved.reservation) : budget.settle(reserved.reservation, spent));
+    throw error;
+  }
+  await budget.settle(reserved.reservation, result.usage.promptTokens + result.usage.completionTokens);
+  return result;
+}
+
+/** Stored under the namespace of whoever answered: a fallback answer never poses as the primary's. */
+async function store(chat: Chat, answer: CachedAnswer): Promise<void> {
+  const { cache } = chat.service;
+  const answered = Math.max(
+    0,
+    chat.targets.findIndex((target) => target.provider === answer.provider),
+  );
+  const key = chat.keys[answered] as string;
+  if (!chat.folded || answered !== 0) {
+    await cache.set(key, answer, chat.owner);
+  } else if (chat.owner === undefined || (await chat.service.cache.own(chat.owner, key))) {
+    chat.toStore = answer;
+  }
 }

@@ -1,6 +1,7 @@
---! keys: 3
-local settled_key, held, leases = KEYS[1], KEYS[2], KEYS[3]
+--! keys: 4
+local settled_key, held, leases, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, actual = ARGV[1], tonumber(ARGV[2])
+redis.call('ZREM', inflight, id)
 if redis.call('HDEL', held, id) == 0 then return 0 end
 redis.call('ZREM', leases, id)
 if actual > 0 then

@@ -2,30 +2,34 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { budgetKeys, DAY_MS, utcDay } from './usage-keys.js';
+import { budgetKeys, DAY_MS, inflightKey, utcDay } from './usage-keys.js';
 import { reserveScript, settleScript } from './usage-scripts.js';
 
 /**
- * Tokens held for one upstream call until it settles. A reservation belongs to
- * the UTC day it was made on: settled after midnight, it still counts on that
- * day, the budget it was admitted against, so the next day starts clean and
- * no day is overspent by more than one estimate.
+ * Tokens held for one upstream call until it settles, and the concurrent-call
+ * slot it may hold. A reservation belongs to the UTC day it was made on:
+ * settled after midnight, it still counts on that day, the budget it was
+ * admitted against, so the next day starts clean and no day is overspent by
+ * more than one estimate.
  */
 export interface BudgetReservation {
   readonly id: string;
   readonly userKey: string;
   readonly day: number;
   readonly estimateTokens: number;
-  /** False when nothing was stored (unlimited budget, or Redis failing): settling it does nothing. */
+  /** False when no tokens were held (unlimited budget, or Redis failing). */
   readonly tracked: boolean;
+  /** True when the call holds one of the user's concurrent-call slots. */
+  readonly slot: boolean;
 }
 
 /**
  * Why a reservation was refused. 'budget': today's settled usage leaves no room
  * for the estimate, so only the next UTC day will. 'in_flight': the user's calls
  * in flight hold the room; their real usage is usually smaller, so retry soon.
+ * 'concurrency': the user already has every concurrent-call slot.
  */
-export type BudgetRefusalReason = 'budget' | 'in_flight';
+export type BudgetRefusalReason = 'budget' | 'in_flight' | 'concurrency';
 
 export type BudgetReserveResult =
   | { ok: true; reservation: BudgetReservation }
@@ -47,24 +51,34 @@ export interface BudgetUsage {
   budget: number;
 }
 
-/** A user's daily token budget, shared by every instance. */
+export interface ReserveOptions {
+  /** Also take one of the user's concurrent-call slots (synchronous requests), in the same script. */
+  slot?: boolean;
+}
+
+/**
+ * A user's daily token budget and cap on concurrent upstream calls, shared by
+ * every instance: one Redis script before the call, one after it.
+ */
 export interface TokenBudget {
-  reserve(userKey: string, estimateTokens: number): Promise<BudgetReserveResult>;
-  /** Replaces the estimate with what the upstream reported. Only the first settle (or release) counts. */
+  reserve(userKey: string, estimateTokens: number, options?: ReserveOptions): Promise<BudgetReserveResult>;
+  /** Replaces the estimate with what the upstream reported and frees the slot. Only the first settle (or release) counts. */
   settle(reservation: BudgetReservation, actualTokens: number): Promise<void>;
   /** Frees the reservation without usage: the call never reached the upstream. */
   release(reservation: BudgetReservation): Promise<void>;
   usage(userKey: string): Promise<BudgetUsage>;
-  /** Deletes every budget key of the user (account deletion); throws when Redis fails, so nothing is left silently. */
+  /** Deletes every usage key of the user (account deletion); throws when Redis fails, so nothing is left silently. */
   forget(userKey: string): Promise<void>;
 }
 
 export interface TokenBudgetOptions {
   redis: Redis;
   prefix: string;
-  /** 0 means unlimited: no Redis call on the request path. */
+  /** 0 means unlimited: no Redis call on the request path unless a slot is asked. */
   tokensPerDay: number;
-  /** How long a reservation counts without being settled (its instance may have died); longer than any call. */
+  /** A user's synchronous upstream calls at once, cluster-wide. */
+  maxConcurrent: number;
+  /** How long a reservation or slot counts without being settled (its instance may have died); longer than any call. */
   leaseMs?: number;
   now?: () => number;
   tracker: DegradationTracker;
@@ -76,116 +90,160 @@ const DEFAULT_LEASE_MS = 120_000;
 const MIN_GRACE_MS = 3_600_000;
 /** Retry-After for an 'in_flight' refusal: about the time a short coaching reply takes to settle. */
 const IN_FLIGHT_RETRY_SECONDS = 2;
+/** Retry-After for a 'concurrency' refusal, as the too_many_concurrent answer says. */
+const CONCURRENCY_RETRY_SECONDS = 1;
+
+/** What every step of one budget shares. */
+interface Budget extends Required<Omit<TokenBudgetOptions, 'leaseMs' | 'now'>> {
+  leaseMs: number;
+  now: () => number;
+  /** A day's keys live until its end plus this grace. */
+  graceMs: number;
+}
 
 export function createTokenBudget(options: TokenBudgetOptions): TokenBudget {
-  const { redis, prefix, tokensPerDay, tracker, metrics } = options;
-  const now = options.now ?? Date.now;
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const { tokensPerDay, maxConcurrent } = options;
   if (!Number.isInteger(tokensPerDay) || tokensPerDay < 0 || !(leaseMs > 0)) {
     throw new Error('token budget: tokensPerDay must be an integer >= 0 and leaseMs > 0');
   }
-  const graceMs = Math.max(MIN_GRACE_MS, 2 * leaseMs);
-  /** Time left until the day's keys may go: its end plus the grace. */
-  const ttlMs = (day: number, at: number) => Math.max(1, (day + 1) * DAY_MS + graceMs - at);
-
-  const untracked = (userKey: string, estimate: number): BudgetReservation => ({
-    id: '',
-    userKey,
-    day: utcDay(now()),
-    estimateTokens: estimate,
-    tracked: false,
-  });
-
-  async function reserve(userKey: string, estimateTokens: number): Promise<BudgetReserveResult> {
-    const estimate = Math.max(1, Math.ceil(estimateTokens));
-    if (tokensPerDay <= 0) {
-      return { ok: true, reservation: untracked(userKey, estimate) };
-    }
-    const at = now();
-    const day = utcDay(at);
-    const id = randomUUID();
-    const keys = budgetKeys(prefix, userKey, day);
-    let reply: number[];
-    try {
-      reply = (
-        (await reserveScript.run(
-          redis,
-          [keys.settled, keys.held, keys.leases],
-          [id, estimate, tokensPerDay, at, leaseMs, ttlMs(day, at)],
-        )) as unknown[]
-      ).map(Number);
-      tracker.succeeded();
-    } catch (error) {
-      // A Redis outage must not stop coaching: the upstream quota still protects the key.
-      tracker.failed(error);
-      metrics.budgetFailOpen.inc();
-      return { ok: true, reservation: untracked(userKey, estimate) };
-    }
-    const [granted, settled, held] = reply as [number, number, number];
-    if (granted === 1) {
-      return { ok: true, reservation: { id, userKey, day, estimateTokens: estimate, tracked: true } };
-    }
-    const reason: BudgetRefusalReason = settled + estimate > tokensPerDay ? 'budget' : 'in_flight';
-    metrics.budgetExhausted.inc({ reason });
-    const untilMidnight = Math.max(1, Math.ceil(((day + 1) * DAY_MS - at) / 1000));
-    return {
-      ok: false,
-      reason,
-      retryAfterSeconds: reason === 'budget' ? untilMidnight : Math.min(untilMidnight, IN_FLIGHT_RETRY_SECONDS),
-      usedTokens: settled,
-      heldTokens: held,
-      budget: tokensPerDay,
-    };
+  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) {
+    throw new Error('token budget: maxConcurrent must be an integer >= 1');
   }
-
-  async function end(reservation: BudgetReservation, tokens: number): Promise<void> {
-    if (!reservation.tracked) {
-      return;
-    }
-    const keys = budgetKeys(prefix, reservation.userKey, reservation.day);
-    try {
-      await settleScript.run(
-        redis,
-        [keys.settled, keys.held, keys.leases],
-        [reservation.id, tokens, ttlMs(reservation.day, now())],
-      );
-      tracker.succeeded();
-    } catch (error) {
-      // The estimate lapses with its lease; the real usage is lost, which favours the user.
-      tracker.failed(error);
-    }
-  }
-
+  const budget: Budget = {
+    ...options,
+    leaseMs,
+    now: options.now ?? Date.now,
+    graceMs: Math.max(MIN_GRACE_MS, 2 * leaseMs),
+  };
   return {
-    reserve,
+    reserve: (userKey, estimateTokens, reserveOptions) =>
+      reserve(budget, userKey, Math.max(1, Math.ceil(estimateTokens)), reserveOptions?.slot === true),
     // An upstream that reported no usage: count the estimate, the best we know.
     settle: (reservation, actualTokens) =>
       end(
+        budget,
         reservation,
         Number.isFinite(actualTokens) ? Math.max(0, Math.round(actualTokens)) : reservation.estimateTokens,
       ),
-    release: (reservation) => end(reservation, 0),
-
-    async usage(userKey) {
-      if (tokensPerDay <= 0) {
-        return { tokensToday: undefined, budget: 0 };
-      }
-      try {
-        const settled = await redis.get(budgetKeys(prefix, userKey, utcDay(now())).settled);
-        tracker.succeeded();
-        return { tokensToday: Number(settled ?? 0), budget: tokensPerDay };
-      } catch (error) {
-        tracker.failed(error);
-        return { tokensToday: undefined, budget: tokensPerDay };
-      }
-    },
-
-    async forget(userKey) {
-      // A day's keys live until its end plus the grace, so only yesterday's and
-      // today's can exist; tomorrow's too if another instance's clock is ahead.
-      const today = utcDay(now());
-      const keys = [today - 1, today, today + 1].flatMap((day) => Object.values(budgetKeys(prefix, userKey, day)));
-      await redis.del(...keys);
-    },
+    release: (reservation) => end(budget, reservation, 0),
+    usage: (userKey) => usage(budget, userKey),
+    forget: (userKey) => forget(budget, userKey),
   };
+}
+
+/** Time left until a day's keys may go: its end plus the grace. */
+const ttlMs = (budget: Budget, day: number, at: number) => Math.max(1, (day + 1) * DAY_MS + budget.graceMs - at);
+
+const keysOf = (budget: Budget, userKey: string, day: number) => {
+  const keys = budgetKeys(budget.prefix, userKey, day);
+  return [keys.settled, keys.held, keys.leases, inflightKey(budget.prefix, userKey)];
+};
+
+async function reserve(budget: Budget, userKey: string, estimate: number, slot: boolean): Promise<BudgetReserveResult> {
+  const { tokensPerDay, tracker, metrics } = budget;
+  const at = budget.now();
+  const day = utcDay(at);
+  const admitted = (id: string, tracked: boolean, slotHeld: boolean): BudgetReserveResult => ({
+    ok: true,
+    reservation: { id, userKey, day, estimateTokens: estimate, tracked, slot: slotHeld },
+  });
+  if (tokensPerDay <= 0 && !slot) {
+    return admitted('', false, false);
+  }
+  const id = randomUUID();
+  let reply: [number, number, number];
+  try {
+    const args = [
+      id,
+      estimate,
+      tokensPerDay,
+      at,
+      budget.leaseMs,
+      ttlMs(budget, day, at),
+      slot ? budget.maxConcurrent : 0,
+    ];
+    reply = ((await reserveScript.run(budget.redis, keysOf(budget, userKey, day), args)) as unknown[]).map(
+      Number,
+    ) as typeof reply;
+    tracker.succeeded();
+  } catch (error) {
+    // A Redis outage must not stop coaching: the per-user rate limit and the upstream quota still bound a user.
+    tracker.failed(error);
+    if (tokensPerDay > 0) {
+      metrics.budgetFailOpen.inc();
+    }
+    return admitted(id, false, false);
+  }
+  const [granted, settled, held] = reply;
+  if (granted === 1) {
+    return admitted(id, tokensPerDay > 0, slot);
+  }
+  return refused(budget, at, granted, estimate, settled, held);
+}
+
+/** A refusal with its Retry-After: the next UTC midnight for a spent budget, soon otherwise. */
+function refused(
+  budget: Budget,
+  at: number,
+  granted: number,
+  estimate: number,
+  settled: number,
+  held: number,
+): BudgetReserveResult {
+  const { tokensPerDay, metrics } = budget;
+  const reason: BudgetRefusalReason =
+    granted === -1 ? 'concurrency' : settled + estimate > tokensPerDay ? 'budget' : 'in_flight';
+  const untilMidnight = Math.max(1, Math.ceil(((utcDay(at) + 1) * DAY_MS - at) / 1000));
+  const retryAfterSeconds = {
+    budget: untilMidnight,
+    in_flight: Math.min(untilMidnight, IN_FLIGHT_RETRY_SECONDS),
+    concurrency: CONCURRENCY_RETRY_SECONDS,
+  }[reason];
+  if (reason !== 'concurrency') {
+    metrics.budgetExhausted.inc({ reason });
+  }
+  return { ok: false, reason, retryAfterSeconds, usedTokens: settled, heldTokens: held, budget: tokensPerDay };
+}
+
+async function end(budget: Budget, reservation: BudgetReservation, tokens: number): Promise<void> {
+  if (!reservation.tracked && !reservation.slot) {
+    return;
+  }
+  const { day } = reservation;
+  try {
+    await settleScript.run(budget.redis, keysOf(budget, reservation.userKey, day), [
+      reservation.id,
+      tokens,
+      ttlMs(budget, day, budget.now()),
+    ]);
+    budget.tracker.succeeded();
+  } catch (error) {
+    // The estimate and the slot lapse with their lease; the real usage is lost, which favours the user.
+    budget.tracker.failed(error);
+  }
+}
+
+async function usage(budget: Budget, userKey: string): Promise<BudgetUsage> {
+  const { tokensPerDay, tracker } = budget;
+  if (tokensPerDay <= 0) {
+    return { tokensToday: undefined, budget: 0 };
+  }
+  try {
+    const settled = await budget.redis.get(budgetKeys(budget.prefix, userKey, utcDay(budget.now())).settled);
+    tracker.succeeded();
+    return { tokensToday: Number(settled ?? 0), budget: tokensPerDay };
+  } catch (error) {
+    tracker.failed(error);
+    return { tokensToday: undefined, budget: tokensPerDay };
+  }
+}
+
+async function forget(budget: Budget, userKey: string): Promise<void> {
+  // A day's keys live until its end plus the grace, so only yesterday's and
+  // today's can exist; tomorrow's too if another instance's clock is ahead.
+  const today = utcDay(budget.now());
+  const days = [today - 1, today, today + 1].flatMap((day) => Object.values(budgetKeys(budget.prefix, userKey, day)));
+  // One user's keys share a hash tag: one DEL, even on a Redis Cluster.
+  await budget.redis.del(...days, inflightKey(budget.prefix, userKey));
 }

@@ -1,6 +1,6 @@
 /**
- * Where a user's usage lives in Redis, shared by the budget and the concurrency
- * limiter so that forgetting a user can name every key. `userKey` is already a
+ * Where a user's usage lives in Redis (budget and concurrent calls), so that
+ * forgetting a user can name every key. `userKey` is already a
  * hash (CallerRef.key); the braces make it a hash tag, so one user's keys share
  * a cluster slot and a Lua script may touch them together.
  */

@@ -7,7 +7,6 @@ import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
 import { type BudgetReservation, createTokenBudget, type TokenBudget } from '../../src/usage/token-budget.js';
 import { DAY_MS } from '../../src/usage/usage-keys.js';
-import { type ConcurrencyLease, createUserConcurrency } from '../../src/usage/user-concurrency.js';
 import { freePort } from '../helpers/backend-process.js';
 import { deleteTestPrefix, LogCapture, testPrefix } from '../helpers/test-backend.js';
 
@@ -39,6 +38,7 @@ describe('per-user daily token budget (real Redis)', () => {
       redis: client,
       prefix,
       tokensPerDay,
+      maxConcurrent: 2,
       leaseMs: LEASE_MS,
       now,
       metrics,
@@ -189,6 +189,7 @@ describe('per-user daily token budget (real Redis)', () => {
         redis: down,
         prefix,
         tokensPerDay: 100,
+        maxConcurrent: 2,
         metrics,
         tracker: createDegradationTracker('budget', logger, metrics),
       });
@@ -214,38 +215,29 @@ describe('per-user daily token budget (real Redis)', () => {
   it("forgets every key of a user, and nothing of another user's", async () => {
     const clock = testClock();
     const limited = budget(10_000, clock.now);
-    const limiter = createUserConcurrency({
-      redis,
-      prefix,
-      maxConcurrent: 2,
-      now: clock.now,
-      tracker: createDegradationTracker('user-concurrency', silent, createMetrics()),
-    });
     const [leaving, staying] = [freshUser(), freshUser()];
     for (const userKey of [leaving, staying]) {
-      // Yesterday's keys, still within their grace, then today's: settled, held and leased.
+      // Yesterday's keys, still within their grace, then today's: settled, held and leased, and a slot.
       await limited.settle(await granted(limited, userKey, 100), 100);
-      await granted(limited, userKey, 100);
-      await limiter.acquire(userKey);
+      await limited.reserve(userKey, 100, { slot: true });
     }
     clock.advance(DAY_MS);
     for (const userKey of [leaving, staying]) {
       await limited.settle(await granted(limited, userKey, 100), 100);
-      await granted(limited, userKey, 100);
-      await limiter.acquire(userKey);
+      await limited.reserve(userKey, 100, { slot: true });
     }
     const keysOf = (userKey: string) => redis.keys(`${prefix}usage:{${userKey}}:*`);
     expect(await keysOf(leaving)).toHaveLength(7);
     const before = (await keysOf(staying)).sort();
 
-    const inFlight = await granted(limited, leaving, 100);
-    const lease = await limiter.acquire(leaving);
+    const inFlight = await limited.reserve(leaving, 100, { slot: true });
+    expect(inFlight).toMatchObject({ ok: true, reservation: { tracked: true, slot: true } });
     await limited.forget(leaving);
-    await limiter.forget(leaving);
     expect(await keysOf(leaving)).toEqual([]);
     // A call in flight during the deletion ends without writing anything back.
-    await limited.settle(inFlight, 100);
-    await limiter.release(lease as ConcurrencyLease);
+    if (inFlight.ok) {
+      await limited.settle(inFlight.reservation, 100);
+    }
     expect(await keysOf(leaving)).toEqual([]);
     expect((await keysOf(staying)).sort()).toEqual(before);
     expect(await limited.usage(staying)).toEqual({ tokensToday: 100, budget: 10_000 });

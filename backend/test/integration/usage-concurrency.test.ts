@@ -5,11 +5,7 @@ import { createRedisClient, type Redis, waitForRedis } from '../../src/redis/red
 import { createDegradationTracker } from '../../src/telemetry/degradation.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
-import {
-  type ConcurrencyLease,
-  createUserConcurrency,
-  type UserConcurrency,
-} from '../../src/usage/user-concurrency.js';
+import { type BudgetReservation, createTokenBudget, type TokenBudget } from '../../src/usage/token-budget.js';
 import { freePort } from '../helpers/backend-process.js';
 import { deleteTestPrefix, LogCapture, testPrefix } from '../helpers/test-backend.js';
 
@@ -34,22 +30,36 @@ describe('per-user cap on concurrent upstream calls (real Redis)', () => {
     return redis;
   };
 
-  /** One instance's limiter, on its own connection. */
-  async function limiter(now?: () => number): Promise<UserConcurrency> {
-    return createUserConcurrency({
+  /** One instance's slots (with an unlimited budget unless given one), on its own connection. */
+  async function limiter(now?: () => number, tokensPerDay = 0): Promise<TokenBudget> {
+    const metrics = createMetrics();
+    return createTokenBudget({
       redis: await client(`usage-concurrency-${clients.length}`),
       prefix,
+      tokensPerDay,
       maxConcurrent: 2,
       leaseMs: LEASE_MS,
       now,
-      tracker: createDegradationTracker('user-concurrency', silent, createMetrics()),
+      metrics,
+      tracker: createDegradationTracker('budget', silent, metrics),
     });
   }
 
-  async function acquired(target: UserConcurrency, userKey: string): Promise<ConcurrencyLease> {
-    const lease = await target.acquire(userKey);
+  /** A slot, or undefined when refused for it. */
+  async function acquire(target: TokenBudget, userKey: string, tokens = 1): Promise<BudgetReservation | undefined> {
+    const result = await target.reserve(userKey, tokens, { slot: true });
+    if (!result.ok) {
+      expect(result).toMatchObject({ reason: 'concurrency', retryAfterSeconds: 1 });
+      return undefined;
+    }
+    expect(result.reservation.slot).toBe(true);
+    return result.reservation;
+  }
+
+  async function acquired(target: TokenBudget, userKey: string): Promise<BudgetReservation> {
+    const lease = await acquire(target, userKey);
     if (!lease) {
-      throw new Error('expected a lease');
+      throw new Error('expected a slot');
     }
     return lease;
   }
@@ -70,29 +80,29 @@ describe('per-user cap on concurrent upstream calls (real Redis)', () => {
     const userKey = freshUser();
     const first = await acquired(limit, userKey);
     await acquired(limit, userKey);
-    expect(await limit.acquire(userKey)).toBeUndefined();
+    expect(await acquire(limit, userKey)).toBeUndefined();
     // Another user is not held back by this one.
-    expect(await limit.acquire(freshUser())).toBeDefined();
+    expect(await acquire(limit, freshUser())).toBeDefined();
 
-    await limit.release(first);
-    await limit.release(first);
-    expect(await limit.acquire(userKey)).toBeDefined();
-    expect(await limit.acquire(userKey)).toBeUndefined();
+    await limit.settle(first, 10);
+    await limit.settle(first, 10);
+    expect(await acquire(limit, userKey)).toBeDefined();
+    expect(await acquire(limit, userKey)).toBeUndefined();
   });
 
   it('grants exactly the maximum to calls racing from two instances', async () => {
     const [one, two] = [await limiter(), await limiter()];
     const userKey = freshUser();
     const leases = await Promise.all(
-      Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? one : two).acquire(userKey)),
+      Array.from({ length: 10 }, (_, index) => acquire(index % 2 === 0 ? one : two, userKey)),
     );
     const granted = leases.filter((lease) => lease !== undefined);
     expect(granted).toHaveLength(2);
 
     // A slot released on one instance is free for the other.
-    await one.release(granted[0] as ConcurrencyLease);
-    expect(await two.acquire(userKey)).toBeDefined();
-    expect(await one.acquire(userKey)).toBeUndefined();
+    await one.release(granted[0] as BudgetReservation);
+    expect(await acquire(two, userKey)).toBeDefined();
+    expect(await acquire(one, userKey)).toBeUndefined();
   });
 
   it('frees the slot of a leaked lease (its instance died) when the lease lapses', async () => {
@@ -102,11 +112,26 @@ describe('per-user cap on concurrent upstream calls (real Redis)', () => {
     await acquired(limit, userKey);
     await acquired(limit, userKey);
     current += LEASE_MS - 1;
-    expect(await limit.acquire(userKey)).toBeUndefined();
+    expect(await acquire(limit, userKey)).toBeUndefined();
     current += 2;
-    expect(await limit.acquire(userKey)).toBeDefined();
-    expect(await limit.acquire(userKey)).toBeDefined();
-    expect(await limit.acquire(userKey)).toBeUndefined();
+    expect(await acquire(limit, userKey)).toBeDefined();
+    expect(await acquire(limit, userKey)).toBeDefined();
+    expect(await acquire(limit, userKey)).toBeUndefined();
+  });
+
+  it('holds neither a slot nor tokens for a call refused by either', async () => {
+    const limit = await limiter(undefined, 1000);
+    const userKey = freshUser();
+    // Refused by the budget: no slot taken, so two calls still fit.
+    expect(await limit.reserve(userKey, 1001, { slot: true })).toMatchObject({ ok: false, reason: 'budget' });
+    const first = await acquired(limit, userKey);
+    await acquired(limit, userKey);
+    // Refused for its slot: none of its 500 tokens held.
+    expect(await acquire(limit, userKey, 500)).toBeUndefined();
+    await limit.settle(first, 100);
+    const third = await acquire(limit, userKey, 898);
+    expect(third).toMatchObject({ tracked: true, slot: true });
+    expect(await limit.usage(userKey)).toEqual({ tokensToday: 100, budget: 1000 });
   });
 
   it('fails open while Redis is unreachable, warning once', async () => {
@@ -119,20 +144,25 @@ describe('per-user cap on concurrent upstream calls (real Redis)', () => {
       logger: silent,
     });
     try {
-      const open = createUserConcurrency({
+      const metrics = createMetrics();
+      const open = createTokenBudget({
         redis: down,
         prefix,
+        tokensPerDay: 0,
         maxConcurrent: 1,
-        tracker: createDegradationTracker('user-concurrency', logger, createMetrics()),
+        metrics,
+        tracker: createDegradationTracker('budget', logger, metrics),
       });
       const userKey = freshUser();
       for (let call = 0; call < 5; call += 1) {
-        const lease = await open.acquire(userKey);
-        expect(lease).toMatchObject({ tracked: false });
-        await open.release(lease as ConcurrencyLease);
+        const result = await open.reserve(userKey, 1, { slot: true });
+        expect(result).toMatchObject({ ok: true, reservation: { tracked: false, slot: false } });
+        if (result.ok) {
+          await open.release(result.reservation);
+        }
       }
       expect(logs.lines).toHaveLength(1);
-      expect(JSON.parse(logs.lines[0] as string)).toMatchObject({ level: 'warn', component: 'user-concurrency' });
+      expect(JSON.parse(logs.lines[0] as string)).toMatchObject({ level: 'warn', component: 'budget' });
     } finally {
       down.disconnect();
     }

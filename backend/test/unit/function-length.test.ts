@@ -20,8 +20,6 @@ const SRC = join(import.meta.dirname, '../../src');
  */
 const TO_SPLIT = new Set([
   'app.ts createApp',
-  'chat/chat-service.ts createChatService',
-  'chat/chat-service.ts complete',
   'client/focus-chat-client.ts createFocusChatClient',
   'client/focus-chat-client.ts streamed',
   'llm/request-coalescer.ts createRedisCoalescer',
@@ -31,7 +29,6 @@ const TO_SPLIT = new Set([
   'routes/openai-routes.ts completions',
   'runtime.ts createRuntime',
   'telemetry/cluster-stats.ts createClusterStats',
-  'usage/token-budget.ts createTokenBudget',
 ]);
 
 function sourceFiles(dir: string): string[] {
