@@ -9,7 +9,7 @@ import {
   type SettleOutcome,
   type UsageEstimator,
 } from './quota-governor.js';
-import { type RetryPolicy, retryDelayMs } from './retry-policy.js';
+import { createRetryBackoff, type RetryBackoff, type RetryPolicy } from './retry-policy.js';
 import type { Completion, CompletionGateway, CompletionRequest, LlmProvider } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 
@@ -73,6 +73,8 @@ interface RouteRun {
    * quota wait longer than the budget must not leave the call itself MIN_CALL_MS.
    */
   budgetEnd: number | undefined;
+  /** The pauses between retries, from the first failure on. */
+  backoff: RetryBackoff | undefined;
 }
 
 /** No call is started with less time than this left in the retry budget. */
@@ -151,6 +153,7 @@ async function attempt(
     estimator,
     estimate: estimator.estimate(request.messages, request.maxTokens),
     budgetEnd: undefined,
+    backoff: undefined,
   };
   for (let attemptNo = 1; ; attemptNo += 1) {
     const reservation = await reserve(run, quotaDeadline);
@@ -262,8 +265,9 @@ async function decide(
     return { ok: false, reason: final ? 'rejected' : 'error', error };
   }
   const { retry, metrics } = gateway.options;
+  run.backoff ??= createRetryBackoff(retry);
   // After a 429 the next reservation waits out the pause it set, within the quota wait.
-  const delayMs = error.kind === 'rate_limited' ? 0 : retryDelayMs(attemptNo, retry, error.retryAfterMs);
+  const delayMs = error.kind === 'rate_limited' ? 0 : run.backoff.next(error.retryAfterMs);
   const budgetEnd = run.budgetEnd ?? gateway.now();
   if (attemptNo >= retry.maxAttempts || gateway.now() + delayMs + MIN_CALL_MS > budgetEnd) {
     return exhausted(error);

@@ -1,3 +1,5 @@
+import { ExponentialBackoff, halfJitterGenerator, type IBackoff } from 'cockatiel';
+
 export interface RetryPolicy {
   /** Calls per provider per request, the first included. */
   maxAttempts: number;
@@ -8,18 +10,33 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
+/** The pauses between one request's retries on one provider. */
+export interface RetryBackoff {
+  /** The pause before the next retry, never shorter than the upstream's retry-after. */
+  next(retryAfterMs: number | undefined): number;
+}
+
 /**
- * The pause before retry number `retry` (1 = first retry): exponential backoff
- * with "equal jitter" (half fixed, half random), so instances that failed
- * together do not retry together; never shorter than the upstream's retry-after.
+ * cockatiel's exponential backoff with "equal jitter" (halfJitterGenerator:
+ * half of each pause fixed, half random), so instances that failed together do
+ * not retry together. The gateway keeps its own loop rather than cockatiel's
+ * retry(): each attempt reserves and settles quota; a spent quota or an open
+ * circuit ends the route without being a failure to retry; whether to retry
+ * depends on the pause (the time budget must leave room for the call), which
+ * retry() computes only after it has decided; and its pause ignores the abort
+ * signal. The retry-after floor is ours too: the generator knows no upstream.
  */
-export function retryDelayMs(
-  retry: number,
-  policy: RetryPolicy,
-  retryAfterMs: number | undefined,
-  random: () => number = Math.random,
-): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, retry - 1));
-  const backoff = ceiling / 2 + random() * (ceiling / 2);
-  return Math.round(Math.max(backoff, retryAfterMs ?? 0));
+export function createRetryBackoff(policy: RetryPolicy): RetryBackoff {
+  const factory = new ExponentialBackoff({
+    initialDelay: policy.baseDelayMs,
+    maxDelay: policy.maxDelayMs,
+    generator: halfJitterGenerator,
+  });
+  let backoff: IBackoff<unknown> | undefined;
+  return {
+    next(retryAfterMs) {
+      backoff = backoff ? backoff.next(undefined) : factory.next();
+      return Math.max(backoff.duration, retryAfterMs ?? 0);
+    },
+  };
 }
