@@ -28,7 +28,6 @@ const TO_SPLIT = new Set([
   'routes/openai-routes.ts openAiRoutes',
   'routes/openai-routes.ts completions',
   'runtime.ts createRuntime',
-  'telemetry/cluster-stats.ts createClusterStats',
 ]);
 
 function sourceFiles(dir: string): string[] {
