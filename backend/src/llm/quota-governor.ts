@@ -4,7 +4,7 @@ import { sleep } from '../shared/sleep.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { OBSERVE, RESERVE, SETTLE } from './quota-scripts.js';
+import { RESERVE, SETTLE } from './quota-scripts.js';
 import type { UpstreamLimits } from './types.js';
 
 /** Limits of one upstream key; 0 means unlimited. */
@@ -256,16 +256,16 @@ async function settle(governor: Governor, reservationId: string | undefined, out
   if (reservationId === undefined) {
     return;
   }
+  // What the headers said rides in the same script; a call never sent has no headers.
+  const seen = outcome.kind === 'unused' ? undefined : outcome.limits;
   try {
     if (outcome.kind === 'counted') {
-      await runSettle(governor, reservationId, day, { mode: 'used', tokens: Math.max(0, Math.round(outcome.tokens)) });
+      const tokens = Math.max(0, Math.round(outcome.tokens));
+      await runSettle(governor, reservationId, day, { mode: 'used', tokens, seen });
     } else if (outcome.kind === 'unused') {
       await runSettle(governor, reservationId, day, { mode: 'release' });
     } else {
       await settleRefused(governor, reservationId, day, outcome);
-    }
-    if (outcome.kind !== 'unused' && outcome.limits) {
-      await observe(governor, outcome.limits, day);
     }
     governor.options.tracker.succeeded();
   } catch (error) {
@@ -283,20 +283,30 @@ async function settleRefused(
   const remainingTokens = outcome.limits?.remainingTokens;
   const requestsBound = remainingTokens !== undefined && remainingTokens >= outcome.tokens;
   const pauseMs = outcome.retryAfterMs ?? DEFAULT_PAUSE_MS;
-  await runSettle(governor, id, day, { mode: 'release', pauseMs, learnRequests: requestsBound });
+  await runSettle(governor, id, day, { mode: 'release', pauseMs, learnRequests: requestsBound, seen: outcome.limits });
   governor.log.warn({ pauseMs, requestsBound }, 'upstream answered 429: pausing every instance');
 }
 
-/** The SETTLE script: 'used' with the real tokens, or 'release' (nothing spent; maybe a pause to share). */
+/**
+ * The SETTLE script: 'used' with the real tokens, or 'release' (nothing spent;
+ * maybe a pause to share); then what the upstream's headers say of its limits
+ * and of what remains, when it sent them.
+ */
 async function runSettle(
   governor: Governor,
   id: string,
   day: number,
-  how: { mode: 'used' | 'release'; tokens?: number; pauseMs?: number; learnRequests?: boolean },
+  how: {
+    mode: 'used' | 'release';
+    tokens?: number;
+    pauseMs?: number;
+    learnRequests?: boolean;
+    seen?: UpstreamLimits;
+  },
 ): Promise<void> {
-  const { keys } = governor;
+  const { keys, options } = governor;
   await SETTLE.run(
-    governor.options.redis,
+    options.redis,
     [
       keys.log,
       keys.tokens,
@@ -306,6 +316,9 @@ async function runSettle(
       keys.learnedRpm,
       keys.dayRequests(day),
       keys.dayTokens(day),
+      keys.shadow,
+      keys.learnedTpm,
+      keys.learnedRpd,
     ],
     [
       id,
@@ -315,28 +328,23 @@ async function runSettle(
       how.learnRequests ? 1 : 0,
       governor.learnedTtlMs,
       governor.windowMs,
+      ...(how.seen ? observed(options.limits, how.seen) : []),
     ],
   );
 }
 
-/** The OBSERVE script: what the upstream's headers say of its limits and of what remains. */
-async function observe(governor: Governor, seen: UpstreamLimits, day: number): Promise<void> {
-  const { keys, options } = governor;
+/** The script's arguments for the headers seen: the configured limits, then the headers (-1: absent). */
+function observed(limits: QuotaLimits, seen: UpstreamLimits): number[] {
   const orAbsent = (value: number | undefined) => (value === undefined ? -1 : value);
-  await OBSERVE.run(
-    options.redis,
-    [keys.sum, keys.shadow, keys.learnedTpm, keys.learnedRpd, keys.dayRequests(day)],
-    [
-      options.limits.tokensPerMinute,
-      options.limits.requestsPerDay,
-      orAbsent(seen.limitTokens),
-      orAbsent(seen.remainingTokens),
-      orAbsent(seen.resetTokensMs),
-      orAbsent(seen.limitRequests),
-      orAbsent(seen.remainingRequests),
-      governor.learnedTtlMs,
-    ],
-  );
+  return [
+    limits.tokensPerMinute,
+    limits.requestsPerDay,
+    orAbsent(seen.limitTokens),
+    orAbsent(seen.remainingTokens),
+    orAbsent(seen.resetTokensMs),
+    orAbsent(seen.limitRequests),
+    orAbsent(seen.remainingRequests),
+  ];
 }
 
 /**

@@ -25,21 +25,19 @@ import { redisScript } from '../redis/redis-script.js';
 export const RESERVE = redisScript(new URL('./quota-reserve.lua', import.meta.url));
 
 /**
- * Settles a reservation once the call is over.
- * KEYS: log, tokens, sum, inflight, pause, learned:rpm, day:requests, day:tokens
- * ARGV: id, mode, tokens, pauseMs, learnRequests (0|1), learnedTtlMs, windowMs
+ * Settles a reservation once the call is over, and follows what the upstream's
+ * headers say about the key, which other clients may share (one script after
+ * the call).
+ * KEYS: log, tokens, sum, inflight, pause, learned:rpm, day:requests, day:tokens,
+ *       shadow, learned:tpm, learned:rpd
+ * ARGV: id, mode, tokens, pauseMs, learnRequests (0|1), learnedTtlMs, windowMs,
+ *       then, when the upstream sent its headers: tpm, rpd, limitTokens,
+ *       remainingTokens, resetTokensMs, limitRequestsPerDay, remainingRequestsToday
+ *       (-1: header absent)
  * mode "used": the call counts, with `tokens` (real usage); its window starts now, when
  *   the upstream has surely counted it (even when its reservation left the window meanwhile).
  * mode "release": the upstream refused it (429) and did not count it; `pauseMs` pauses
  *   every instance, and with learnRequests the requests-per-minute limit drops to what
- *   we had in the window when the upstream said no.
+ *   we had in the window when the upstream said no. A call never sent releases too.
  */
 export const SETTLE = redisScript(new URL('./quota-settle.lua', import.meta.url));
-
-/**
- * Follows what the upstream's headers say about the key, which other clients may share.
- * KEYS: sum, shadow, learned:tpm, learned:rpd, day:requests
- * ARGV: tpm, rpd, limitTokens, remainingTokens, resetTokensMs, limitRequestsPerDay,
- *       remainingRequestsToday, learnedTtlMs   (-1: header absent)
- */
-export const OBSERVE = redisScript(new URL('./quota-observe.lua', import.meta.url));

@@ -1,7 +1,39 @@
---! keys: 8
+--! keys: 11
 --! include: quota-window.lua
 local log, tokens, sum, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, mode = ARGV[1], ARGV[2]
+
+-- What the upstream's headers said (ARGV[8..14]; none when it sent none): limits lower than
+-- configured, and what it counts beyond our own window, which is someone else's usage.
+local function observe()
+  if not ARGV[8] then return end
+  local tpm, rpd, ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[6])
+  local limitTokens, remainingTokens, resetTokens = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+  local limitRequests, remainingRequests = tonumber(ARGV[13]), tonumber(ARGV[14])
+  if limitTokens > 0 and (tpm <= 0 or limitTokens < tpm) then
+    redis.call('SET', KEYS[10], limitTokens, 'PX', ttl)
+    tpm = limitTokens
+  end
+  if limitRequests > 0 and (rpd <= 0 or limitRequests < rpd) then
+    redis.call('SET', KEYS[11], limitRequests, 'PX', ttl)
+    rpd = limitRequests
+  end
+  if tpm > 0 and remainingTokens >= 0 then
+    local others = tpm - remainingTokens - tonumber(redis.call('GET', sum) or '0')
+    if others > 0 then
+      redis.call('SET', KEYS[9], others, 'PX', math.max(1000, resetTokens))
+    else
+      redis.call('DEL', KEYS[9])
+    end
+  end
+  if rpd > 0 and remainingRequests >= 0 then
+    local usedToday = rpd - remainingRequests
+    if usedToday > tonumber(redis.call('GET', KEYS[7]) or '0') then
+      redis.call('SET', KEYS[7], usedToday, 'EX', 172800)
+    end
+  end
+end
+
 redis.call('ZREM', inflight, id)
 local held = redis.call('HGET', tokens, id)
 if mode == 'used' then
@@ -18,6 +50,7 @@ if mode == 'used' then
     redis.call('ZADD', log, now, id)
     for _, key in ipairs({log, tokens, sum}) do redis.call('PEXPIRE', key, tonumber(ARGV[7]) * 2) end
   end
+  observe()
   return 1
 end
 if held then
@@ -33,4 +66,5 @@ if ARGV[5] == '1' then
   evict(log, tokens, sum, tonumber(ARGV[7]))
   redis.call('SET', KEYS[6], math.max(1, redis.call('ZCARD', log)), 'PX', tonumber(ARGV[6]))
 end
+observe()
 return 1

@@ -131,6 +131,21 @@ describe('quota governor (real Redis)', () => {
     expect((await metrics.registry.getSingleMetric('focus_quota_limit_tokens')?.get())?.values[0]?.value).toBe(3000);
   });
 
+  it("follows the upstream's day headers: a lower requests-per-day limit and requests someone else made", async () => {
+    const quota = governor(fresh('day-headers'), { requestsPerDay: 100 });
+    const call = await reserveNow(quota, 10);
+    // The key really allows 5 a day, 2 are left: 3 used today, ours and 2 of another client's.
+    await quota.settle(call.granted ? call.id : undefined, {
+      kind: 'counted',
+      tokens: 10,
+      limits: { limitRequests: 5, remainingRequests: 2 },
+    });
+    for (let index = 0; index < 2; index += 1) {
+      expect(await reserveNow(quota, 10)).toMatchObject({ granted: true });
+    }
+    expect(await reserveNow(quota, 10)).toMatchObject({ granted: false, reason: 'day_requests' });
+  });
+
   it('runs a call larger than a learned minute limit alone in an empty window, not never', async () => {
     const quota = governor(fresh('learned-cap'), { tokensPerMinute: 6000 });
     const call = await reserveNow(quota, 300);
