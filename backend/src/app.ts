@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type Router from '@koa/router';
 import type { Redis } from 'ioredis';
 import Koa from 'koa';
 import type { AccountService } from './account/account-service.js';
@@ -7,7 +8,7 @@ import { chatRequestSchema } from './chat/chat-request.js';
 import type { ChatService } from './chat/chat-service.js';
 import { gatewayRequestSchema } from './chat/openai-request.js';
 import { type Config, parseTrustedProxies } from './config.js';
-import type { AppState } from './http/app-state.js';
+import type { AppMiddleware, AppState } from './http/app-state.js';
 import { authenticate } from './http/authenticate.js';
 import { clientIdentity } from './http/client-identity.js';
 import { errorHandler } from './http/error-handler.js';
@@ -70,39 +71,9 @@ const GATEWAY_MAX_MESSAGES = 200;
 
 /** Composes the HTTP app; the middleware order below is the request path of DESIGN.md. */
 export function createApp(deps: AppDependencies): Koa<AppState> {
-  const { config, redis, callerKeys, logger, metrics, chat, lifecycle, clusterStats } = deps;
-  const authenticateCaller = authenticate({
-    authenticator: deps.authenticator,
-    required: config.AUTH_REQUIRED,
-    metrics,
-  });
-  const body = jsonBody({ limitBytes: config.MAX_BODY_BYTES });
-  const chatGuard = [
-    authenticateCaller,
-    deps.chatRateLimit.middleware,
-    body,
-    validateBody(
-      chatRequestSchema({
-        maxMessageChars: config.MAX_MESSAGE_CHARS,
-        maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
-      }),
-    ),
-    safetyGuard({ safety: deps.safety }),
-  ];
-
   const app = new Koa<AppState>();
-  // What escapes the error middleware (a failure while writing a response, a bug in the outermost
-  // middleware) is logged once, with the request id; a client that left is not an error of ours.
-  app.on('error', (error: NodeJS.ErrnoException, ctx?: Koa.Context) => {
-    // Koa emits this outside the request's log context: the request id is passed by hand.
-    const requestId = (ctx?.state as AppState | undefined)?.requestId;
-    if (error.code !== undefined && CLIENT_GONE.has(error.code)) {
-      logger.debug({ code: error.code, requestId }, 'client went away during the response');
-      return;
-    }
-    logger.error({ err: error, requestId }, 'error outside the error handler');
-    deps.errorTracker?.capture(error, { requestId });
-  });
+  app.on('error', logOutsideErrors(deps));
+  const { config, logger, metrics, callerKeys } = deps;
   app.use(
     requestContext({
       instanceId: config.INSTANCE_ID,
@@ -119,64 +90,114 @@ export function createApp(deps: AppDependencies): Koa<AppState> {
     }),
   );
   app.use(clientIdentity({ trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES) }));
-  app.use(recordClusterStats({ stats: clusterStats }));
+  app.use(recordClusterStats({ stats: deps.clusterStats }));
+  // A worker-only instance (ROLE=worker) serves health, metrics and stats, not the chat API.
+  for (const router of [...operatorRoutes(deps), ...(config.ROLE === 'worker' ? [] : apiRoutes(deps))]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods());
+  }
+  return app;
+}
 
-  for (const router of [
-    healthRoutes({ redis, lifecycle, readinessDetail: deps.readinessDetail }),
-    metricsRoutes({ metrics }),
+/**
+ * What escapes the error middleware (a failure while writing a response, a bug in the outermost
+ * middleware) is logged once, with the request id; a client that left is not an error of ours.
+ */
+function logOutsideErrors({ logger, errorTracker }: AppDependencies) {
+  return function onAppError(error: NodeJS.ErrnoException, ctx?: Koa.Context): void {
+    // Koa emits this outside the request's log context: the request id is passed by hand.
+    const requestId = (ctx?.state as AppState | undefined)?.requestId;
+    if (error.code !== undefined && CLIENT_GONE.has(error.code)) {
+      logger.debug({ code: error.code, requestId }, 'client went away during the response');
+      return;
+    }
+    logger.error({ err: error, requestId }, 'error outside the error handler');
+    errorTracker?.capture(error, { requestId });
+  };
+}
+
+/** Health, metrics and stats: served by every instance, whatever its role. */
+function operatorRoutes(deps: AppDependencies): Router<AppState>[] {
+  const { config } = deps;
+  return [
+    healthRoutes({ redis: deps.redis, lifecycle: deps.lifecycle, readinessDetail: deps.readinessDetail }),
+    metricsRoutes({ metrics: deps.metrics }),
     statsRoutes({
-      stats: clusterStats,
+      stats: deps.clusterStats,
       queue: deps.queueStats,
       quota: deps.upstreamQuota,
       instanceId: config.INSTANCE_ID,
       adminToken: config.ADMIN_TOKEN,
     }),
-    // A worker-only instance (ROLE=worker) serves health, metrics and stats, not the chat API.
-    ...(config.ROLE === 'worker'
-      ? []
-      : [
-          chatRoutes({ chat, guard: chatGuard, callerKeys }),
-          streamRoutes({ chat, guard: chatGuard, heartbeatMs: config.STREAM_HEARTBEAT_MS, metrics, callerKeys }),
-          openAiRoutes({
-            chat,
-            guard: [authenticateCaller, deps.chatRateLimit.middleware],
-            body,
-            schema: gatewayRequestSchema({
-              maxTokens: config.GATEWAY_MAX_TOKENS,
-              maxMessages: GATEWAY_MAX_MESSAGES,
-              maxMessageChars: config.MAX_BODY_BYTES,
-            }),
-            model: config.GROQ_MODEL,
-            defaultMaxTokens: config.GATEWAY_MAX_TOKENS,
-            // OpenAI's and Groq's own default when a caller does not say.
-            defaultTemperature: 1,
-            heartbeatMs: config.STREAM_HEARTBEAT_MS,
-            metrics,
-            safety: config.SAFETY_ON_GATEWAY ? deps.safety : undefined,
-            callerKeys,
-          }),
-          queueRoutes({
-            queue: deps.queue,
-            guard: chatGuard,
-            pollGuard: [authenticateCaller, localRateLimit({ pointsPerMinute: config.POLLS_PER_MINUTE, metrics })],
-          }),
-          accountRoutes({
-            accounts: deps.accounts,
-            authenticate: authenticate({ authenticator: deps.authenticator, required: true, metrics }),
-            signupGuard: signupRateLimit({
-              redis,
-              prefix: config.REDIS_PREFIX,
-              perHour: config.SIGNUPS_PER_IP_PER_HOUR,
-              metrics,
-              tracker: createDegradationTracker('signup-limit', logger, metrics),
-              callerKeys,
-            }),
-            usage: deps.usage,
-          }),
-        ]),
-  ]) {
-    app.use(router.routes());
-    app.use(router.allowedMethods());
-  }
-  return app;
+  ];
+}
+
+/** The chat API: the app's routes, the OpenAI-compatible gateway, the queue and accounts. */
+function apiRoutes(deps: AppDependencies): Router<AppState>[] {
+  const { config, chat, metrics, callerKeys } = deps;
+  const authenticateCaller = authenticate({
+    authenticator: deps.authenticator,
+    required: config.AUTH_REQUIRED,
+    metrics,
+  });
+  const body = jsonBody({ limitBytes: config.MAX_BODY_BYTES });
+  const chatGuard = [
+    authenticateCaller,
+    deps.chatRateLimit.middleware,
+    body,
+    validateBody(
+      chatRequestSchema({ maxMessageChars: config.MAX_MESSAGE_CHARS, maxHistoryMessages: config.MAX_HISTORY_MESSAGES }),
+    ),
+    safetyGuard({ safety: deps.safety }),
+  ];
+  return [
+    chatRoutes({ chat, guard: chatGuard, callerKeys }),
+    streamRoutes({ chat, guard: chatGuard, heartbeatMs: config.STREAM_HEARTBEAT_MS, metrics, callerKeys }),
+    gatewayRoutes(deps, [authenticateCaller, deps.chatRateLimit.middleware], body),
+    queueRoutes({
+      queue: deps.queue,
+      guard: chatGuard,
+      pollGuard: [authenticateCaller, localRateLimit({ pointsPerMinute: config.POLLS_PER_MINUTE, metrics })],
+    }),
+    accountApi(deps),
+  ];
+}
+
+function gatewayRoutes(deps: AppDependencies, guard: AppMiddleware[], body: AppMiddleware): Router<AppState> {
+  const { config } = deps;
+  return openAiRoutes({
+    chat: deps.chat,
+    guard,
+    body,
+    schema: gatewayRequestSchema({
+      maxTokens: config.GATEWAY_MAX_TOKENS,
+      maxMessages: GATEWAY_MAX_MESSAGES,
+      maxMessageChars: config.MAX_BODY_BYTES,
+    }),
+    model: config.GROQ_MODEL,
+    defaultMaxTokens: config.GATEWAY_MAX_TOKENS,
+    // OpenAI's and Groq's own default when a caller does not say.
+    defaultTemperature: 1,
+    heartbeatMs: config.STREAM_HEARTBEAT_MS,
+    metrics: deps.metrics,
+    safety: config.SAFETY_ON_GATEWAY ? deps.safety : undefined,
+    callerKeys: deps.callerKeys,
+  });
+}
+
+function accountApi(deps: AppDependencies): Router<AppState> {
+  const { config, metrics, logger } = deps;
+  return accountRoutes({
+    accounts: deps.accounts,
+    authenticate: authenticate({ authenticator: deps.authenticator, required: true, metrics }),
+    signupGuard: signupRateLimit({
+      redis: deps.redis,
+      prefix: config.REDIS_PREFIX,
+      perHour: config.SIGNUPS_PER_IP_PER_HOUR,
+      metrics,
+      tracker: createDegradationTracker('signup-limit', logger, metrics),
+      callerKeys: deps.callerKeys,
+    }),
+    usage: deps.usage,
+  });
 }

@@ -19,7 +19,6 @@ const SRC = join(import.meta.dirname, '../../src');
  * once its function is split; never add one.
  */
 const TO_SPLIT = new Set([
-  'app.ts createApp',
   'client/focus-chat-client.ts createFocusChatClient',
   'client/focus-chat-client.ts streamed',
   'llm/request-coalescer.ts createRedisCoalescer',
