@@ -53,6 +53,13 @@ function composeConfig(
   return parse(text) as { services: Record<string, ComposeService> };
 }
 
+let defaults: ReturnType<typeof composeConfig> | undefined;
+/** The file under the default environment, rendered once: each docker-compose run takes seconds to start. */
+const defaultConfig = () => {
+  defaults ??= composeConfig();
+  return defaults;
+};
+
 /** Volumes in one shape, whether the client printed the short form (v1) or the long one (v2). */
 function mounts(service: ComposeService | undefined): { source: string; target: string; readOnly: boolean }[] {
   return (service?.volumes ?? []).map((volume) => {
@@ -92,7 +99,7 @@ describe('deploy/compose', () => {
   });
 
   it('scales the backend without a host port, behind Caddy on 8080, after a healthy Redis', () => {
-    const { services } = composeConfig();
+    const { services } = defaultConfig();
     const backend = services.backend;
     expect(backend?.ports).toBeUndefined();
     expect(backend?.expose).toEqual(['3000']);
@@ -105,7 +112,7 @@ describe('deploy/compose', () => {
   });
 
   it('runs PostgreSQL 16 on a named volume, health-checked over TCP, before the replicas start', () => {
-    const { services } = composeConfig();
+    const { services } = defaultConfig();
     const postgres = services.postgres;
     expect(postgres?.image).toBe('postgres:16-alpine');
     expect(postgres?.ports).toBeUndefined();
@@ -128,7 +135,7 @@ describe('deploy/compose', () => {
   });
 
   it('gives every replica one token-signing secret: AUTH_JWT_SECRET from the environment, else a drawn one', () => {
-    const { services } = composeConfig();
+    const { services } = defaultConfig();
     const backend = services.backend;
     expect(backend?.depends_on?.['jwt-secret']?.condition).toBe('service_completed_successfully');
     expect(mounts(backend)).toContainEqual({ source: 'jwt-secret', target: '/run/focus-secrets', readOnly: true });
@@ -149,7 +156,7 @@ describe('deploy/compose', () => {
   });
 
   it('passes every backend setting from the environment to the replicas', () => {
-    const environment = composeConfig().services.backend?.environment ?? {};
+    const environment = defaultConfig().services.backend?.environment ?? {};
     const missing = CONFIG_VARIABLES.filter(
       (name) => !NOT_PASSED_THROUGH.includes(name) && !Object.hasOwn(environment, name),
     );
@@ -159,7 +166,7 @@ describe('deploy/compose', () => {
   });
 
   it('mounts folders and files that exist: the Caddyfiles, prometheus/ and grafana/', () => {
-    const { services } = composeConfig();
+    const { services } = defaultConfig();
     const sources = ['caddy', 'prometheus', 'grafana'].flatMap((name) => bindSources(services[name]));
     expect(sources.map((source) => basename(source)).sort()).toEqual([
       'Caddyfile',
@@ -173,7 +180,7 @@ describe('deploy/compose', () => {
   });
 
   it('swaps every registry image for one built from local parts with OFFLINE_IMAGES (the same services)', () => {
-    const online = composeConfig().services;
+    const online = defaultConfig().services;
     const offline = composeConfig({}, [COMPOSE_FILE, join(COMPOSE_DIR, 'docker-compose.offline.yml')]).services;
     expect(Object.keys(offline).sort()).toEqual(Object.keys(online).sort());
     const script = readFileSync(join(COMPOSE_DIR, 'offline/build-images.sh'), 'utf8');
