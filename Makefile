@@ -50,7 +50,7 @@ test: node_modules ## Build, typecheck, lint, then every test (unit, integration
 
 # The web pages (web/ -> web/dist, served by Caddy): built when missing or older than their sources.
 WEB_SOURCES := $(shell find web -path web/dist -prune -o -path web/test-results -prune -o -type f -print 2>/dev/null) \
-	backend/src/client/focus-chat-client.ts
+	$(wildcard backend/src/client/*.ts backend/src/shared/*.ts)
 web/dist/index.html: $(WEB_SOURCES) | node_modules
 	npm run build:web
 
