@@ -33,6 +33,14 @@ export interface StreamReading {
 
 const tokensOf = (text: string) => Math.ceil(text.length / 4);
 
+/** What a stream has sent so far. */
+interface Collected {
+  text: string;
+  model?: string;
+  usage?: UsageData;
+  finishReason?: string;
+}
+
 /**
  * Reads a streamed completion to its end, passing each piece of text on as
  * it comes. Fails with the upstream's own error kind while nothing was sent
@@ -40,68 +48,79 @@ const tokensOf = (text: string) => Math.ceil(text.length / 4);
  * something was: a cut, a stall, a missing finish or the caller leaving.
  */
 export async function readStream(chunks: AsyncIterable<ChunkData>, reading: StreamReading): Promise<Completion> {
-  const { provider } = reading;
-  let text = '';
-  let model: string | undefined;
-  let usage: UsageData | undefined;
-  let finishReason: string | undefined;
+  const collected: Collected = { text: '' };
+  const watchdog = stallWatchdog(reading);
+  try {
+    for await (const chunk of chunks) {
+      watchdog.kick();
+      take(collected, chunk, reading.onDelta);
+    }
+  } catch (error) {
+    const cause = watchdog.stalled()
+      ? new UpstreamError('timeout', reading.provider, 'upstream stream stalled')
+      : reading.toUpstream(error);
+    throw collected.text === '' ? cause : interrupted(reading, collected, cause.message, cause);
+  } finally {
+    watchdog.stop();
+  }
+  return finished(reading, collected);
+}
+
+/** Aborts the stream after idleTimeoutMs without a chunk. */
+function stallWatchdog(reading: StreamReading) {
   let stalled = false;
   let timer: NodeJS.Timeout | undefined;
-  const watch = () => {
+  const kick = () => {
     clearTimeout(timer);
     timer = setTimeout(() => {
       stalled = true;
       reading.abort();
     }, reading.idleTimeoutMs);
   };
-  const interrupted = (reason: string, cause?: UpstreamError) =>
-    new UpstreamError(
-      'interrupted',
-      provider,
-      `stream interrupted: ${reason}`,
-      cause?.status,
-      undefined,
-      undefined,
-      reading.promptTokensEstimate + tokensOf(text),
-    );
+  kick();
+  return { kick, stop: () => clearTimeout(timer), stalled: () => stalled };
+}
 
-  watch();
-  try {
-    for await (const chunk of chunks) {
-      watch();
-      model ??= chunk.model ?? undefined;
-      const choice = chunk.choices[0];
-      const piece = choice?.delta?.content;
-      if (piece) {
-        text += piece;
-        reading.onDelta(piece);
-      }
-      finishReason = choice?.finish_reason ?? finishReason;
-      usage = chunk.usage ?? chunk.x_groq?.usage ?? usage;
-    }
-  } catch (error) {
-    const cause = stalled
-      ? new UpstreamError('timeout', provider, 'upstream stream stalled')
-      : reading.toUpstream(error);
-    if (text === '') {
-      throw cause;
-    }
-    throw interrupted(cause.message, cause);
-  } finally {
-    clearTimeout(timer);
+function take(collected: Collected, chunk: ChunkData, onDelta: (text: string) => void): void {
+  collected.model ??= chunk.model ?? undefined;
+  const choice = chunk.choices[0];
+  const piece = choice?.delta?.content;
+  if (piece) {
+    collected.text += piece;
+    onDelta(piece);
   }
+  collected.finishReason = choice?.finish_reason ?? collected.finishReason;
+  collected.usage = chunk.usage ?? chunk.x_groq?.usage ?? collected.usage;
+}
+
+function interrupted(reading: StreamReading, collected: Collected, reason: string, cause?: UpstreamError) {
+  return new UpstreamError(
+    'interrupted',
+    reading.provider,
+    `stream interrupted: ${reason}`,
+    cause?.status,
+    undefined,
+    undefined,
+    reading.promptTokensEstimate + tokensOf(collected.text),
+  );
+}
+
+/** A stream that ended: a completion if it finished with an answer. */
+function finished(reading: StreamReading, collected: Collected): Completion {
+  const { provider } = reading;
+  const { text, usage, finishReason } = collected;
   if (finishReason === undefined) {
     if (text === '') {
       throw new UpstreamError('unavailable', provider, 'upstream stream ended before any answer');
     }
-    throw interrupted('ended without a finish');
+    throw interrupted(reading, collected, 'ended without a finish');
   }
   if (text.trim() === '') {
     throw new UpstreamError('unavailable', provider, 'upstream returned an empty answer');
   }
   return {
     text,
-    model: model ?? reading.model,
+    model: collected.model ?? reading.model,
     provider,
     usage: {
       promptTokens: usage?.prompt_tokens ?? reading.promptTokensEstimate,

@@ -9,7 +9,7 @@ import {
 } from '../chat/openai-request.js';
 import { AppError, internalError, upstreamToAppError } from '../errors.js';
 import type { AppContext, AppMiddleware, AppState } from '../http/app-state.js';
-import { eventStream } from '../http/event-stream.js';
+import { type EventSink, eventStream } from '../http/event-stream.js';
 import { isUpstreamError } from '../llm/upstream-error.js';
 import type { CallerKeys } from '../redis/caller-key.js';
 import { type SafetyCheck, safetyAnswer } from '../safety/index.js';
@@ -133,145 +133,20 @@ const focusInfo = (answer: ChatAnswer) => ({
   provider: answer.provider,
 });
 
+const modelCard = (model: string) => ({
+  id: model,
+  object: 'model',
+  created: 0,
+  owned_by: 'focus-gateway',
+  active: true,
+});
+
 export function openAiRoutes(options: OpenAiRoutesOptions): Router<AppState> {
-  const { chat, metrics } = options;
   const router = new Router<AppState>();
-
-  function parse(ctx: AppContext): GatewayRequest {
-    const result = options.schema.safeParse((ctx.request as { body?: unknown }).body);
-    if (!result.success) {
-      throw firstProblem(result.error as z.ZodError);
-    }
-    if (result.data.model !== options.model) {
-      throw modelNotFound(result.data.model);
-    }
-    return result.data;
-  }
-
-  /** The last user message and the turns before it, as the app's routes are checked. */
-  async function crisisCheck(ctx: AppContext, request: GatewayRequest) {
-    const last = request.messages.map((turn) => turn.role).lastIndexOf('user');
-    if (!options.safety || last < 0) {
-      return undefined;
-    }
-    const verdict = await options.safety.check({
-      message: (request.messages[last] as { content: string }).content,
-      history: request.messages.slice(0, last),
-      acceptLanguage: ctx.get('Accept-Language') || undefined,
-    });
-    if (verdict) {
-      ctx.state.safety = verdict;
-      ctx.set('Cache-Control', 'no-store');
-    }
-    return verdict;
-  }
-
-  async function completions(ctx: AppContext) {
-    const request = parse(ctx);
-    const generation = {
-      messages: request.messages,
-      maxTokens: request.maxTokens ?? options.defaultMaxTokens,
-      temperature: request.temperature ?? options.defaultTemperature,
-      params: { topP: request.topP, stop: request.stop, seed: request.seed, responseFormat: request.responseFormat },
-      promptVersion: GATEWAY_PROMPT_VERSION,
-    };
-    const answerOptions = {
-      caller: options.callerKeys.ref(ctx.state.caller),
-      limitConcurrency: true,
-    };
-    const id = completionId(ctx.state.requestId);
-    const created = Math.floor(Date.now() / 1000);
-    const verdict = await crisisCheck(ctx, request);
-    /** The upstream's answer, or for a crisis message the fixed safety answer (in one piece when streamed). */
-    const answerWith = async (streaming?: {
-      signal: AbortSignal;
-      onDelta: (text: string) => void;
-    }): Promise<ChatAnswer & { safety?: unknown }> => {
-      if (verdict) {
-        const fixed = safetyAnswer(verdict);
-        streaming?.onDelta(fixed.response);
-        return fixed;
-      }
-      return chat.complete(generation, { ...answerOptions, ...streaming });
-    };
-
-    if (!request.stream) {
-      const answer = await answerWith();
-      ctx.state.cacheHit = answer.cached;
-      ctx.set('X-Focus-Cache', answer.cached ? 'hit' : 'miss');
-      ctx.body = {
-        id,
-        object: 'chat.completion',
-        created,
-        model: options.model,
-        choices: [
-          {
-            index: 0,
-            message: { role: 'assistant', content: answer.response },
-            finish_reason: answer.finishReason ?? 'stop',
-            logprobs: null,
-          },
-        ],
-        usage: usageOf(answer),
-        system_fingerprint: null,
-        x_focus: focusInfo(answer),
-      };
-      return;
-    }
-
-    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
-      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: options.model, system_fingerprint: null, choices, ...extra })}\n\n`;
-    let outcome: 'done' | 'error' = 'done';
-    await eventStream(
-      ctx,
-      async (sink, signal) => {
-        let sent = false;
-        try {
-          const answer = await answerWith({
-            signal,
-            onDelta: (text) => {
-              // The first chunk carries the role, as OpenAI's do.
-              const delta = sent ? { content: text } : { role: 'assistant', content: text };
-              sent = true;
-              sink.write(chunk([{ index: 0, delta, finish_reason: null, logprobs: null }]));
-            },
-          });
-          ctx.state.cacheHit = answer.cached;
-          // Groq's SDK reads usage from x_groq on the finishing chunk; OpenAI's from a last chunk when asked.
-          sink.write(
-            chunk([{ index: 0, delta: {}, finish_reason: answer.finishReason ?? 'stop', logprobs: null }], {
-              x_groq: { id, usage: usageOf(answer) },
-              x_focus: focusInfo(answer),
-            }),
-          );
-          if (request.includeUsage) {
-            sink.write(chunk([], { usage: usageOf(answer) }));
-          }
-          sink.write('data: [DONE]\n\n');
-        } catch (error) {
-          if (!sent) {
-            throw error;
-          }
-          // Never [DONE] after a cut: the SDKs then raise instead of returning half an answer as whole.
-          outcome = 'error';
-          sink.write(`data: ${JSON.stringify(toOpenAiError(error, ctx.state.log).body)}\n\n`);
-        }
-      },
-      {
-        heartbeatMs: options.heartbeatMs,
-        onEnd: (how) =>
-          metrics.streams.inc({ route: '/v1/chat/completions', outcome: how === 'abandoned' ? 'abandoned' : outcome }),
-      },
-    );
-  }
-
+  const completions = (ctx: AppContext) => completion(options, ctx);
   const models = (ctx: AppContext) => {
-    ctx.body = {
-      object: 'list',
-      data: [{ id: options.model, object: 'model', created: 0, owned_by: 'focus-gateway', active: true }],
-    };
+    ctx.body = { object: 'list', data: [modelCard(options.model)] };
   };
-
   for (const prefix of PREFIXES) {
     router.post(`${prefix}/chat/completions`, openAiErrors(), ...options.guard, options.body, completions);
     router.get(`${prefix}/models`, openAiErrors(), ...options.guard, models);
@@ -279,8 +154,186 @@ export function openAiRoutes(options: OpenAiRoutesOptions): Router<AppState> {
       if (ctx.params.model !== options.model) {
         throw modelNotFound(ctx.params.model ?? '');
       }
-      ctx.body = { id: options.model, object: 'model', created: 0, owned_by: 'focus-gateway', active: true };
+      ctx.body = modelCard(options.model);
     });
   }
   return router;
+}
+
+/** What every piece of one completion's answer repeats. */
+interface Reply {
+  id: string;
+  created: number;
+  model: string;
+}
+
+/** The upstream's answer, or for a crisis message the fixed safety answer (in one piece when streamed). */
+type AnswerWith = (streaming?: {
+  signal: AbortSignal;
+  onDelta: (text: string) => void;
+}) => Promise<ChatAnswer & { safety?: unknown }>;
+
+/** POST /v1/chat/completions: parse, the crisis check, then the answer whole or streamed. */
+async function completion(options: OpenAiRoutesOptions, ctx: AppContext): Promise<void> {
+  const request = parse(options, ctx);
+  const reply: Reply = {
+    id: completionId(ctx.state.requestId),
+    created: Math.floor(Date.now() / 1000),
+    model: options.model,
+  };
+  const verdict = await crisisCheck(options, ctx, request);
+  const answerWith = answerer(options, ctx, request, verdict);
+  if (request.stream) {
+    await streamed(options, ctx, reply, request.includeUsage, answerWith);
+  } else {
+    await whole(ctx, reply, answerWith);
+  }
+}
+
+function parse(options: OpenAiRoutesOptions, ctx: AppContext): GatewayRequest {
+  const result = options.schema.safeParse((ctx.request as { body?: unknown }).body);
+  if (!result.success) {
+    throw firstProblem(result.error as z.ZodError);
+  }
+  if (result.data.model !== options.model) {
+    throw modelNotFound(result.data.model);
+  }
+  return result.data;
+}
+
+/** The last user message and the turns before it, as the app's routes are checked. */
+async function crisisCheck(options: OpenAiRoutesOptions, ctx: AppContext, request: GatewayRequest) {
+  const last = request.messages.map((turn) => turn.role).lastIndexOf('user');
+  if (!options.safety || last < 0) {
+    return undefined;
+  }
+  const verdict = await options.safety.check({
+    message: (request.messages[last] as { content: string }).content,
+    history: request.messages.slice(0, last),
+    acceptLanguage: ctx.get('Accept-Language') || undefined,
+  });
+  if (verdict) {
+    ctx.state.safety = verdict;
+    ctx.set('Cache-Control', 'no-store');
+  }
+  return verdict;
+}
+
+function answerer(
+  options: OpenAiRoutesOptions,
+  ctx: AppContext,
+  request: GatewayRequest,
+  verdict: Awaited<ReturnType<typeof crisisCheck>>,
+): AnswerWith {
+  const generation = {
+    messages: request.messages,
+    maxTokens: request.maxTokens ?? options.defaultMaxTokens,
+    temperature: request.temperature ?? options.defaultTemperature,
+    params: { topP: request.topP, stop: request.stop, seed: request.seed, responseFormat: request.responseFormat },
+    promptVersion: GATEWAY_PROMPT_VERSION,
+  };
+  const answerOptions = { caller: options.callerKeys.ref(ctx.state.caller), limitConcurrency: true };
+  return async (streaming) => {
+    if (verdict) {
+      const fixed = safetyAnswer(verdict);
+      streaming?.onDelta(fixed.response);
+      return fixed;
+    }
+    return options.chat.complete(generation, { ...answerOptions, ...streaming });
+  };
+}
+
+/** A chat.completion in one JSON body. */
+async function whole(ctx: AppContext, reply: Reply, answerWith: AnswerWith): Promise<void> {
+  const answer = await answerWith();
+  ctx.state.cacheHit = answer.cached;
+  ctx.set('X-Focus-Cache', answer.cached ? 'hit' : 'miss');
+  ctx.body = {
+    id: reply.id,
+    object: 'chat.completion',
+    created: reply.created,
+    model: reply.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: answer.response },
+        finish_reason: answer.finishReason ?? 'stop',
+        logprobs: null,
+      },
+    ],
+    usage: usageOf(answer),
+    system_fingerprint: null,
+    x_focus: focusInfo(answer),
+  };
+}
+
+const chunk = (reply: Reply, choices: unknown[], extra: Record<string, unknown> = {}) =>
+  `data: ${JSON.stringify({ id: reply.id, object: 'chat.completion.chunk', created: reply.created, model: reply.model, system_fingerprint: null, choices, ...extra })}\n\n`;
+
+/** A stream of chat.completion.chunk events. */
+async function streamed(
+  options: OpenAiRoutesOptions,
+  ctx: AppContext,
+  reply: Reply,
+  includeUsage: boolean,
+  answerWith: AnswerWith,
+): Promise<void> {
+  let outcome: 'done' | 'error' = 'done';
+  await eventStream(
+    ctx,
+    async (sink, signal) => {
+      outcome = await writeChunks(ctx, reply, includeUsage, answerWith, sink, signal);
+    },
+    {
+      heartbeatMs: options.heartbeatMs,
+      onEnd: (how) =>
+        options.metrics.streams.inc({
+          route: '/v1/chat/completions',
+          outcome: how === 'abandoned' ? 'abandoned' : outcome,
+        }),
+    },
+  );
+}
+
+/** A chunk per piece as the upstream sends it, then the finish with its usage, and [DONE]; an error event after a cut. */
+async function writeChunks(
+  ctx: AppContext,
+  reply: Reply,
+  includeUsage: boolean,
+  answerWith: AnswerWith,
+  sink: EventSink,
+  signal: AbortSignal,
+): Promise<'done' | 'error'> {
+  let sent = false;
+  try {
+    const answer = await answerWith({
+      signal,
+      onDelta: (text) => {
+        // The first chunk carries the role, as OpenAI's do.
+        const delta = sent ? { content: text } : { role: 'assistant', content: text };
+        sent = true;
+        sink.write(chunk(reply, [{ index: 0, delta, finish_reason: null, logprobs: null }]));
+      },
+    });
+    ctx.state.cacheHit = answer.cached;
+    // Groq's SDK reads usage from x_groq on the finishing chunk; OpenAI's from a last chunk when asked.
+    sink.write(
+      chunk(reply, [{ index: 0, delta: {}, finish_reason: answer.finishReason ?? 'stop', logprobs: null }], {
+        x_groq: { id: reply.id, usage: usageOf(answer) },
+        x_focus: focusInfo(answer),
+      }),
+    );
+    if (includeUsage) {
+      sink.write(chunk(reply, [], { usage: usageOf(answer) }));
+    }
+    sink.write('data: [DONE]\n\n');
+    return 'done';
+  } catch (error) {
+    if (!sent) {
+      throw error;
+    }
+    // Never [DONE] after a cut: the SDKs then raise instead of returning half an answer as whole.
+    sink.write(`data: ${JSON.stringify(toOpenAiError(error, ctx.state.log).body)}\n\n`);
+    return 'error';
+  }
 }

@@ -19,11 +19,6 @@ const SRC = join(import.meta.dirname, '../../src');
  * once its function is split; never add one.
  */
 const TO_SPLIT = new Set([
-  'llm/request-coalescer.ts createRedisCoalescer',
-  'llm/request-coalescer.ts (anonymous)',
-  'llm/stream-reader.ts readStream',
-  'routes/openai-routes.ts openAiRoutes',
-  'routes/openai-routes.ts completions',
   'runtime.ts createRuntime',
 ]);
 
