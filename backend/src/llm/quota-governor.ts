@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { memberId } from '../redis/member-id.js';
 import { sleep } from '../shared/sleep.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -141,7 +141,7 @@ async function reserve(
 ): Promise<ReserveResult> {
   const { now } = governor;
   const signal = context?.signal;
-  const id = randomUUID();
+  const id = memberId();
   const started = now();
   let waited = false;
   for (;;) {

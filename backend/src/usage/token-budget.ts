@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { memberId } from '../redis/member-id.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { budgetKeys, DAY_MS, inflightKey, utcDay } from './usage-keys.js';
@@ -151,7 +151,7 @@ async function reserve(budget: Budget, userKey: string, estimate: number, slot: 
   if (tokensPerDay <= 0 && !slot) {
     return admitted('', false, false);
   }
-  const id = randomUUID();
+  const id = memberId();
   let reply: [number, number, number];
   try {
     const args = [
