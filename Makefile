@@ -72,9 +72,22 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compos
 OFFLINE := $(filter 1 true yes,$(OFFLINE_IMAGES))
 COMPOSE_ARGS := -f deploy/compose/docker-compose.yml $(if $(OFFLINE),-f deploy/compose/docker-compose.offline.yml)
 RUNNER := node --import tsx deploy/local/cli.ts
+# The local stack's run directory (deploy/local/README.md); only make logs reads it here.
+RUN_DIR ?= .run
 RUNNER_DEPS := $(if $(filter compose,$(STACK)),,node_modules)
 # Instances run the build: up and scale make sure it is current (down and status never need it).
 BUILD_DEPS := $(if $(filter compose,$(STACK)),,dist/.built)
+
+# What make up runs that npm does not bring: root on Debian gets the missing ones with apt-get,
+# anyone else the command to run (PostgreSQL keeps its binaries off PATH, in /usr/lib/postgresql).
+.PHONY: local-tools
+local-tools:
+	@missing="$$(for tool in caddy python3 redis-server; do command -v $$tool >/dev/null || echo $$tool; done; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || echo postgresql)"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	elif [ -n "$$missing" ]; then echo "Missing:" $$missing". Install, then make up again:" \
+	  "sudo apt-get install -y" $$missing >&2; exit 1; fi
 
 .PHONY: up
 up: $(RUNNER_DEPS) $(BUILD_DEPS) ## Run the stack in the background: N instances (default 3) behind Caddy on :8080
@@ -107,7 +120,9 @@ logs: $(RUNNER_DEPS) ## Follow the logs of every process of the stack
 ifeq ($(STACK),compose)
 	$(COMPOSE) $(COMPOSE_ARGS) logs -f --tail=50
 else
-	@$(RUNNER) logs
+	@# pm2 logs prefixes each line with its app; a stopped stack (no PM2 daemon) leaves the files to tail.
+	@if kill -0 "$$(cat '$(RUN_DIR)/pm2/pm2.pid' 2>/dev/null)" 2>/dev/null; \
+	then PM2_HOME='$(RUN_DIR)/pm2' npx pm2 logs --lines 20; else tail -n 20 -F '$(RUN_DIR)'/logs/*.log; fi
 endif
 
 .PHONY: down
@@ -120,4 +135,4 @@ endif
 
 # make up (local stack) serves the pages: build them first when needed. The
 # compose image builds them itself (deploy/compose/caddy.Dockerfile).
-up: $(if $(filter compose,$(STACK)),,web/dist/index.html)
+up: $(if $(filter compose,$(STACK)),,web/dist/index.html local-tools)

@@ -1,469 +1,309 @@
-import { spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join, relative } from 'node:path';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '../../backend/src/config.js';
+import * as apps from './apps.js';
 import { alive, connectPm2, daemonPid, endProcesses, orphans, type Pm2, pm2Home } from './pm2.js';
-import { freePort, httpOk, isPortFree, pollUntil, redactUrl, sleep } from './ports.js';
-import { canStartPostgres, DEFAULT_DATABASE_URL, probePostgres, providePostgres, stopPostgres } from './postgres.js';
-import { aptInstall, ensureCommands } from './prerequisites.js';
-import { prometheusApp, prometheusSkipReason, writeTargets } from './prometheus.js';
-import { DEFAULT_INSTANCES, loadStackSettings, type StackSettings, slotPort } from './settings.js';
-import {
-  caddyApp,
-  envFile,
-  instanceApp,
-  instanceId,
-  logFile,
-  type RunState,
-  readStack,
-  redisApp,
-  releaseSlot,
-  removeStack,
-  runState,
-  type StackInfo,
-  simulatorApp,
-  slotsApp,
-  slotsSocket,
-  writeStack,
-} from './stack.js';
-import { formatStatus, instancesWord, shown } from './status-text.js';
+import { freePort, httpOk, isPortFree, pollUntil, sleep } from './ports.js';
+import { DEFAULT_DATABASE_URL, ownCluster, probePostgres } from './postgres.js';
+import { loadStackSettings, type StackSettings } from './settings.js';
+import { type RunState, readStack, removeStack, runState, writeStack } from './stack.js';
 
-/**
- * `make up|scale|down|status|logs` for the local stack, on PM2 (pm2.ts):
- *   node --import tsx deploy/local/cli.ts up [N] | scale N | down | status | logs [--no-follow]
- * Settings come from the environment (see settings.ts and deploy/local/README.md).
- */
-
-const STARTUP_TIMEOUT_MS = 180_000;
-/** Caddy checks each slot every second; a ready instance is in rotation after the next check. */
-const CADDY_HEALTH_INTERVAL_MS = 1000;
-const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
-
-const write = (line = '') => process.stdout.write(`${line}\n`);
+/** make up [N] | scale N | down | status: `node --import tsx deploy/local/cli.ts <command>` (see README.md). */
 
 class UsageError extends Error {}
+const write = (line = ''): void => void process.stdout.write(`${line}\n`);
+const shown = (path: string) => (relative('', path).startsWith('..') ? path : relative('', path) || '.');
+const plural = (count: number) => `${count} instance${count === 1 ? '' : 's'}`;
+const has = (command: string) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
 
 function parseCount(raw: string | undefined, settings: StackSettings, fallback?: number): number {
-  const count = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (count === undefined || !Number.isInteger(count) || count < 1 || count > settings.maxInstances) {
-    throw new UsageError(`N must be a whole number from 1 to ${settings.maxInstances} (MAX_INSTANCES), got ${raw}`);
+  const count = raw ? Number(raw) : fallback;
+  if (!count || !Number.isInteger(count) || count < 1 || count > settings.MAX_INSTANCES) {
+    throw new UsageError(`N must be a whole number from 1 to ${settings.MAX_INSTANCES} (MAX_INSTANCES), got ${raw}`);
   }
   return count;
 }
 
-/** With no key and no base URL of their own, the instances share one simulator (one cache, one quota). */
-const needsSimulator = (env: NodeJS.ProcessEnv) => !env.GROQ_API_KEY && !env.GROQ_API_KEY_FILE && !env.GROQ_BASE_URL;
-
-async function redisReachable(url: string, password?: string): Promise<boolean> {
-  const client = new Redis(url, { password, lazyConnect: true, connectTimeout: 1500, maxRetriesPerRequest: 0 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    return (await client.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    client.disconnect();
-  }
-}
-
-/** A port the user did not fix may move to a free one; a fixed one must be free. */
-async function choosePort(name: string, port: number, fixed: boolean): Promise<number> {
-  if (await isPortFree(port)) {
-    return port;
-  }
-  if (fixed) {
-    throw new UsageError(`${name}=${port} is in use; free it or choose another port`);
-  }
-  return freePort();
-}
-
-async function checkPorts(settings: StackSettings): Promise<StackSettings> {
-  if (!(await isPortFree(settings.publicPort, settings.publicBind))) {
-    throw new UsageError(`PUBLIC_PORT=${settings.publicPort} is in use; stop what uses it or set PUBLIC_PORT`);
-  }
-  for (let slot = 0; slot < settings.maxInstances; slot += 1) {
-    if (!(await isPortFree(slotPort(settings, slot)))) {
-      throw new UsageError(
-        `port ${slotPort(settings, slot)} (instance slot ${slot + 1} of BACKEND_BASE_PORT=${settings.backendBasePort}…+${settings.maxInstances - 1}) is in use; set BACKEND_BASE_PORT`,
-      );
-    }
-  }
-  return {
-    ...settings,
-    caddyAdminPort: await choosePort('CADDY_ADMIN_PORT', settings.caddyAdminPort, settings.caddyAdminPortFixed),
-    prometheusPort: await choosePort('PROMETHEUS_PORT', settings.prometheusPort, settings.prometheusPortFixed),
-  };
-}
-
-/** The instances' settings, checked as instance 1 will read them: a bad one would otherwise be a crash loop. */
-function checkBackendConfig(settings: StackSettings): void {
-  try {
-    loadConfig({
-      ...process.env,
-      HOST: '127.0.0.1',
-      PORT: String(slotPort(settings, 0)),
-      // The runner points them at the simulator it starts.
-      ...(needsSimulator(process.env) ? { GROQ_BASE_URL: 'http://127.0.0.1' } : {}),
-    });
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      throw new UsageError(`The instances would not start; fix and run make up again:\n${error.problems.join('\n')}`);
-    }
-    throw error;
-  }
-}
-
-/** Whether the stack can have a PostgreSQL: one answering, else Debian's packages to start one from. */
-async function checkPostgres(): Promise<void> {
-  const explicit = process.env.DATABASE_URL;
-  const wanted = explicit || DEFAULT_DATABASE_URL;
-  const where = explicit ? `DATABASE_URL (${redactUrl(wanted)})` : DEFAULT_DATABASE_URL;
-  const probe = await probePostgres(wanted);
-  if (probe.state === 'ready') {
-    return;
-  }
-  if (probe.state === 'refused' && explicit) {
-    throw new UsageError(`PostgreSQL at ${where} refuses the stack: ${probe.reason}. Fix DATABASE_URL, or unset it.`);
-  }
-  write(
-    probe.state === 'down'
-      ? `PostgreSQL does not answer at ${where}: the stack starts one (Debian's cluster, or its own in RUN_DIR/postgres).`
-      : `PostgreSQL at ${where} refuses user postgres (${probe.reason}): the stack starts its own in RUN_DIR/postgres.`,
+async function redisAnswers(url: string, password: string): Promise<boolean> {
+  const redis = new Redis(url, { password: password || undefined, lazyConnect: true, maxRetriesPerRequest: 0 });
+  redis.on('error', () => undefined);
+  const pong = await redis.connect().then(
+    () => redis.ping(),
+    () => '',
   );
-  const installed = canStartPostgres() ? { ok: true as const } : aptInstall(['postgresql'], write);
-  if (!installed.ok || !canStartPostgres()) {
-    throw new UsageError(
-      installed.ok
-        ? 'apt-get installed postgresql, but no /usr/lib/postgresql/*/bin/initdb'
-        : `PostgreSQL is not installed: ${installed.instructions}, or set DATABASE_URL to a running one.`,
-    );
+  redis.disconnect();
+  return pong === 'PONG';
+}
+
+/** One key for the whole stack unless set, drawn once and kept (0600): Redis and tokens outlive make down. */
+function secret(env: Record<string, string>, name: string, runDir: string): void {
+  const file = join(runDir, name.toLowerCase().replaceAll('_', '-'));
+  if (!env[name] && !env[`${name}_FILE`]) {
+    if (!existsSync(file)) {
+      writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600 });
+    }
+    env[name] = readFileSync(file, 'utf8').trim();
   }
 }
 
-/** One secret for the whole stack, drawn once and kept in the run directory (mode 0600). */
-function stackSecret(file: string): string {
-  if (!existsSync(file)) {
-    writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
-  }
-  chmodSync(file, 0o600);
-  return readFileSync(file, 'utf8').trim();
-}
-
-/** What every instance gets: the make up environment, plus what the whole stack must share. */
-function instanceEnv(runDir: string): Record<string, string> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([, value]) => value !== undefined)) as Record<
-    string,
-    string
-  >;
-  // Longer than one Caddy health interval (1 s), so Caddy has seen an instance report not-ready before it stops listening.
-  env.SHUTDOWN_DRAIN_MS ||= '3000';
-  // One key for the whole stack, kept like the token secret: it names callers in Redis (job owners,
-  // counters), and Redis keeps its data across a make down / make up.
-  if (!env.LOG_CALLER_SALT && !env.LOG_CALLER_SALT_FILE) {
-    env.LOG_CALLER_SALT = stackSecret(join(runDir, 'log-caller-salt'));
-  }
-  // Every instance signs and checks device tokens with one key, kept so tokens outlive a make down / make up.
-  if (!env.AUTH_JWT_SECRET && !env.AUTH_JWT_SECRET_FILE) {
-    env.AUTH_JWT_SECRET = stackSecret(join(runDir, 'auth-jwt-secret'));
-  }
-  return env;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, settings: StackSettings, ms = 60_000) {
-  if (!(await pollUntil(check, ms, 200))) {
-    throw new UsageError(`${what} did not start; see ${shown(join(settings.runDir, 'logs'))}/`);
+/**
+ * Polls `ready`; fails at once, with the end of its log, when an app PM2 started dies meanwhile
+ * (a bad setting, a port in use: the process itself says what), else after `ms`.
+ */
+async function waitFor(pm2: Pm2, settings: StackSettings, what: string, ready: () => Promise<boolean>, ms = 60_000) {
+  let dead: string | undefined;
+  const died = async () => {
+    const list = await pm2.list();
+    dead = list.find((app) => app.pm2_env?.restart_time || app.pm2_env?.status === 'errored')?.name;
+    return dead !== undefined;
+  };
+  if (!(await pollUntil(async () => (await died()) || ready(), ms)) || dead) {
+    const log = apps.logFile(settings.RUN_DIR, dead ?? '');
+    const end =
+      dead && existsSync(log) ? `:\n${readFileSync(log, 'utf8').trim().split('\n').slice(-15).join('\n')}` : '';
+    throw new UsageError(dead ? `${dead} exited; the end of ${shown(log)}${end}` : `${what} did not start in time`);
   }
 }
 
-/** REDIS_URL (or the default) when it answers, else a redis-server of our own under PM2. */
-async function provideRedis(pm2: Pm2, settings: StackSettings, env: Record<string, string>) {
-  const wanted = env.REDIS_URL || DEFAULT_REDIS_URL;
-  const password =
-    env.REDIS_PASSWORD || (env.REDIS_PASSWORD_FILE && readFileSync(env.REDIS_PASSWORD_FILE, 'utf8').trim());
+/** What to start: a Redis and a PostgreSQL unless one answers, the simulator without a Groq key, Prometheus. */
+async function prepare(base: StackSettings) {
+  const env = JSON.parse(JSON.stringify(process.env)) as Record<string, string>;
+  try {
+    // As the instances will read them (at once: their crash loop would take a while to show).
+    loadConfig({ ...env, HOST: '127.0.0.1', PORT: '1', GROQ_BASE_URL: env.GROQ_BASE_URL || 'http://127.0.0.1' });
+  } catch (error) {
+    throw error instanceof ConfigError
+      ? new UsageError(`Fix, then make up again:\n${error.problems.join('\n')}`)
+      : error;
+  }
+  const file = env.REDIS_PASSWORD_FILE;
+  const password = (env.REDIS_PASSWORD || (file ? readFileSync(file, 'utf8') : '')).trim();
   // With REDIS_SENTINELS the instances find the primary themselves.
-  if (env.REDIS_SENTINELS || (await redisReachable(wanted, password || undefined))) {
-    return { url: wanted, managed: false };
+  const ownRedis = !env.REDIS_SENTINELS && !(await redisAnswers(env.REDIS_URL || 'redis://127.0.0.1:6379', password));
+  const database = await probePostgres(env.DATABASE_URL || DEFAULT_DATABASE_URL);
+  if (database.state === 'refused' && env.DATABASE_URL) {
+    throw new UsageError(`PostgreSQL at DATABASE_URL refuses the stack: ${database.reason}. Fix or unset it.`);
   }
-  write(`Redis does not answer at ${redactUrl(wanted)}: the stack starts its own redis-server.`);
-  const port = await freePort();
-  const config: string[] = [];
-  if (password) {
-    // The instances send REDIS_PASSWORD: ours asks for it, from a file (argv shows in ps).
-    const file = join(settings.runDir, 'redis.conf');
-    writeFileSync(file, `requirepass "${password.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"\n`, { mode: 0o600 });
-    config.push(file);
+  const ownPostgres = database.state !== 'ready';
+  const config = join(base.PROMETHEUS_CONFIG_DIR, 'prometheus.local.yml');
+  const prometheus = base.PROMETHEUS_ENABLED !== 'false' && has('prometheus') && existsSync(config);
+  if (!prometheus && base.PROMETHEUS_ENABLED === 'true') {
+    throw new UsageError(`PROMETHEUS_ENABLED=true, but prometheus is not installed or ${config} does not exist`);
   }
-  await pm2.start(redisApp(settings.runDir, port, config, env.REDIS_MAXMEMORY));
-  const url = `redis://127.0.0.1:${port}`;
-  await waitFor('redis-server', () => redisReachable(url, password || undefined), settings);
-  return { url, managed: true };
+  // A port the user left to its default moves to a free one; one they set must be free.
+  const movable = async (name: 'CADDY_ADMIN_PORT' | 'PROMETHEUS_PORT') => {
+    if (!(await isPortFree(base[name])) && base.fixed(name)) {
+      throw new UsageError(`${name}=${base[name]} is in use; free it or choose another port`);
+    }
+    return (await isPortFree(base[name])) ? base[name] : freePort();
+  };
+  const ports = {
+    CADDY_ADMIN_PORT: await movable('CADDY_ADMIN_PORT'),
+    PROMETHEUS_PORT: await movable('PROMETHEUS_PORT'),
+  };
+  return { settings: { ...base, ...ports }, env, password, ownRedis, ownPostgres, prometheus };
 }
 
-async function chatAnswers(publicUrl: string): Promise<boolean> {
-  const response = await fetch(`${publicUrl}/api/chat`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ message: 'Hello, I am checking that you are up.' }),
-    signal: AbortSignal.timeout(15_000),
-  });
-  await response.body?.cancel();
-  return response.status === 200;
-}
+const allReady = (state: RunState | undefined, count: number) =>
+  state?.instances.length === count && state.instances.every((instance) => instance.status === 'ready');
 
-async function status(pm2: Pm2, settings: StackSettings): Promise<RunState> {
-  const state = await runState(pm2, settings, daemonPid(settings.runDir) ?? 0);
-  if (!state) {
-    throw new UsageError(`Nothing is running in ${settings.runDir}; start it with make up`);
+async function startStack(pm2: Pm2, plan: Awaited<ReturnType<typeof prepare>>, count: number): Promise<void> {
+  const { settings, env } = plan;
+  const start = async (app: Parameters<Pm2['start']>[0], ready: () => Promise<boolean>) => {
+    await pm2.start(app);
+    await waitFor(pm2, settings, app.name as string, ready);
+  };
+  secret(env, 'LOG_CALLER_SALT', settings.RUN_DIR);
+  secret(env, 'AUTH_JWT_SECRET', settings.RUN_DIR);
+  // More than one Caddy health interval (1 s): Caddy sees an instance not ready before it stops listening.
+  env.SHUTDOWN_DRAIN_MS ||= '3000';
+  if (plan.ownRedis) {
+    write('Redis does not answer at REDIS_URL: the stack starts its own redis-server.');
+    const port = await freePort();
+    env.REDIS_URL = `redis://127.0.0.1:${port}`;
+    const app = apps.redisApp(settings, port, plan.password, env.REDIS_MAXMEMORY);
+    await start(app, () => redisAnswers(env.REDIS_URL as string, plan.password));
   }
-  return state;
-}
-
-const allReady = (state: RunState, count: number) =>
-  state.instances.length === count && state.instances.every((instance) => instance.status === 'ready');
-
-async function startStack(pm2: Pm2, base: StackSettings, count: number): Promise<void> {
-  const settings = await checkPorts(base);
-  const env = instanceEnv(settings.runDir);
-  const redis = await provideRedis(pm2, settings, env);
-  env.REDIS_URL = redis.url;
-  const postgres = await providePostgres({ runDir: settings.runDir, say: write }, env);
-  env.DATABASE_URL = postgres.url;
-  let simulator: StackInfo['simulator'] = null;
-  if (needsSimulator(env)) {
+  if (plan.ownPostgres) {
+    write(`PostgreSQL does not let the stack in: it runs its own, data in ${shown(settings.RUN_DIR)}/postgres.`);
+    const port = await freePort();
+    const database = new URL(env.DATABASE_URL || DEFAULT_DATABASE_URL).pathname.slice(1) || 'focus';
+    env.DATABASE_URL = `postgres://postgres@127.0.0.1:${port}/${database}`;
+    const ready = async () => (await probePostgres(env.DATABASE_URL as string)).state === 'ready';
+    await start(apps.postgresApp(settings, ownCluster(settings.RUN_DIR, port)), ready);
+  }
+  env.REDIS_URL ||= 'redis://127.0.0.1:6379';
+  env.DATABASE_URL ||= DEFAULT_DATABASE_URL;
+  const services: Record<string, string> = { redis: env.REDIS_URL, postgres: env.DATABASE_URL };
+  services.caddy = `http://127.0.0.1:${settings.CADDY_ADMIN_PORT}`;
+  if (!env.GROQ_API_KEY && !env.GROQ_API_KEY_FILE && !env.GROQ_BASE_URL) {
     write('GROQ_API_KEY is not set: the instances answer from the bundled Groq simulator.');
     const port = await freePort();
-    await pm2.start(simulatorApp(settings, port, env));
-    simulator = { url: `http://127.0.0.1:${port}` };
-    env.GROQ_BASE_URL = simulator.url;
-    await waitFor('The Groq simulator', () => httpOk(`${simulator?.url}/healthz`), settings);
+    services.simulator = env.GROQ_BASE_URL = `http://127.0.0.1:${port}`;
+    await start(apps.simulatorApp(settings, port, env), () => httpOk(`${services.simulator}/healthz`));
   }
-  writeFileSync(envFile(settings.runDir), JSON.stringify(env), { mode: 0o600 });
-  const skip = prometheusSkipReason(settings);
-  const host = settings.publicBind === '0.0.0.0' ? '127.0.0.1' : settings.publicBind;
-  const info: StackInfo = {
-    publicUrl: `http://${host}:${settings.publicPort}`,
-    desiredInstances: count,
-    maxInstances: settings.maxInstances,
-    redis,
-    postgres,
-    simulator,
-    caddy: { adminUrl: `http://127.0.0.1:${settings.caddyAdminPort}` },
-    prometheus: skip ? null : { url: `http://127.0.0.1:${settings.prometheusPort}` },
-  };
-  writeStack(settings.runDir, info);
-  rmSync(slotsSocket(settings.runDir), { force: true });
-  await pm2.start(slotsApp(settings.runDir));
-  await waitFor('The slot socket holder (slots.py)', async () => existsSync(slotsSocket(settings.runDir)), settings);
+  if (plan.prometheus) {
+    services.prometheus = `http://127.0.0.1:${settings.PROMETHEUS_PORT}`;
+  }
+  const host = settings.PUBLIC_BIND === '0.0.0.0' ? '127.0.0.1' : settings.PUBLIC_BIND;
+  const publicUrl = `http://${host}:${settings.PUBLIC_PORT}`;
+  writeStack(settings.RUN_DIR, { publicUrl, desiredInstances: count, services, env });
+  await start(apps.slotsApp(settings), async () => existsSync(apps.slotsSocket(settings.RUN_DIR)));
   for (let slot = 0; slot < count; slot += 1) {
-    await pm2.start(instanceApp(settings, slot, env));
+    await pm2.start(apps.instanceApp(settings, slot, env));
   }
-  await pm2.start(caddyApp(settings, env));
-  await waitFor('Caddy', () => httpOk(`${info.caddy.adminUrl}/config/`), settings);
-  if (skip) {
-    write(`Prometheus not started: ${skip}.`);
-  } else {
-    await pm2.start(prometheusApp(settings, count));
-    await waitFor('Prometheus', () => httpOk(`${info.prometheus?.url}/-/ready`), settings);
+  await start(apps.caddyApp(settings, env), () => httpOk(`${services.caddy}/config/`));
+  if (plan.prometheus) {
+    await start(apps.prometheusApp(settings, count), () => httpOk(`${services.prometheus}/-/ready`));
   }
-  await waitFor(
-    'The instances',
-    async () => allReady(await status(pm2, settings), count),
-    settings,
-    STARTUP_TIMEOUT_MS,
-  );
-  await waitFor('Caddy (answering chat)', () => chatAnswers(info.publicUrl), settings);
+  await waitFor(pm2, settings, 'The instances', async () => allReady(await runState(pm2, settings), count), 180_000);
+  const chat = { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"message":"Up?"}' };
+  await waitFor(pm2, settings, 'Caddy', async () => (await fetch(`${publicUrl}/api/chat`, chat)).ok);
 }
 
-async function up(settings: StackSettings, rawCount: string | undefined): Promise<void> {
-  const count = parseCount(rawCount, settings, DEFAULT_INSTANCES);
-  if (daemonPid(settings.runDir) && readStack(settings.runDir)) {
-    const pm2 = await connectPm2(settings.runDir);
-    const state = await status(pm2, settings).finally(() => pm2.disconnect());
-    write(
-      `Already running in ${shown(settings.runDir)} (${instancesWord(state.instances.length)}). Use make scale N=… or make down.`,
+function formatStatus(state: RunState, runDir: string): string {
+  const ready = state.instances.filter((instance) => instance.status === 'ready').length;
+  const pid = (value: number | null) => String(value ?? '-');
+  const service = (name: 'caddy' | 'redis' | 'postgres' | 'simulator' | 'prometheus', found = state[name]) =>
+    `  ${name.padEnd(11)} ${found?.url ?? '-'}${found?.managed ? `   pid ${pid(found.pid)} (started by make up)` : ''}`;
+  const row = (...cells: (string | number)[]) =>
+    `  ${cells.map((cell, n) => String(cell).padEnd([11, 6, 8, 11][n] ?? 0)).join(' ')}`;
+  return [
+    `Stack running: ${ready}/${state.desiredInstances} instances ready behind Caddy at ${state.publicUrl}\n`,
+    row('id', 'port', 'pid', 'status', 'restarts'),
+    ...state.instances.map((i) => row(i.id, i.port, pid(i.pid), i.status, i.restarts)),
+    '',
+    ...(['caddy', 'redis', 'postgres', 'simulator', 'prometheus'] as const).map((name) => service(name)),
+    `  logs        ${shown(join(runDir, 'logs'))}/ (make logs)`,
+    `  pm2         daemon pid ${state.daemonPid}: PM2_HOME=${shown(pm2Home(runDir))} npx pm2 monit`,
+  ].join('\n');
+}
+
+async function withPm2<T>(settings: StackSettings, use: (pm2: Pm2, state?: RunState) => Promise<T>): Promise<T> {
+  const pm2 = await connectPm2(settings.RUN_DIR);
+  return runState(pm2, settings)
+    .then((state) => use(pm2, state))
+    .finally(() => pm2.disconnect());
+}
+
+async function up(base: StackSettings, rawCount: string | undefined): Promise<void> {
+  const count = parseCount(rawCount, base, 3);
+  const running = daemonPid(base.RUN_DIR) && (await withPm2(base, async (_, state) => state));
+  if (running) {
+    return write(
+      `Already running in ${shown(base.RUN_DIR)} (${plural(running.instances.length)}): make scale or down.`,
     );
-    return;
   }
   // What a daemon killed with -9 left behind, if anything.
-  await endProcesses(orphans(settings.runDir), 10_000);
-  checkBackendConfig(settings);
-  const needs = [
-    'caddy',
-    'python3',
-    ...((await redisReachable(process.env.REDIS_URL || DEFAULT_REDIS_URL)) ? [] : ['redis-server']),
-  ];
-  const installed = ensureCommands(needs, write);
-  if (!installed.ok) {
-    throw new UsageError(installed.instructions);
-  }
-  await checkPostgres();
-  const noPrometheus = prometheusSkipReason(settings);
-  if (noPrometheus && settings.prometheus === 'true') {
-    throw new UsageError(`PROMETHEUS_ENABLED=true, but ${noPrometheus}`);
-  }
-  mkdirSync(settings.runDir, { recursive: true });
-  write(`Starting ${instancesWord(count)} behind Caddy (run directory ${shown(settings.runDir)})…`);
-  const pm2 = await connectPm2(settings.runDir);
+  await endProcesses(orphans(base.RUN_DIR), 10_000);
+  mkdirSync(base.RUN_DIR, { recursive: true });
+  const plan = await prepare(base);
+  write(`Starting ${plural(count)} behind Caddy (run directory ${shown(base.RUN_DIR)})…`);
   try {
-    await startStack(pm2, settings, count);
-    write(formatStatus(await status(pm2, settings), settings.runDir));
+    await withPm2(plan.settings, async (pm2) => {
+      await startStack(pm2, plan, count);
+      write(formatStatus((await runState(pm2, plan.settings)) as RunState, base.RUN_DIR));
+    });
   } catch (error) {
-    pm2.disconnect();
-    write(`The stack did not start: ${(error as Error).message}. Stopping what started…`);
-    await down(settings);
-    throw new UsageError(`make up failed; the logs are in ${join(settings.runDir, 'logs')}`);
+    write(`The stack did not start: ${(error as Error).message}\nStopping what started…`);
+    await down(base);
+    throw new UsageError(`make up failed; the logs are in ${join(base.RUN_DIR, 'logs')}`);
   }
-  pm2.disconnect();
-  const url = readStack(settings.runDir)?.publicUrl;
-  write();
-  write(
-    `Try it:  curl -s ${url}/api/chat -H 'content-type: application/json' -d '{"message":"I cannot start my essay"}'`,
-  );
+  const url = readStack(base.RUN_DIR)?.publicUrl;
+  write(`\nTry it:  curl -s ${url}/api/chat -H 'content-type: application/json' -d '{"message":"I cannot start"}'`);
   write('Then:    make status · make scale N=5 · make logs · make down');
 }
 
+/** Scale-in: the holder lets go of the slot's socket first, so the port closes with the instance. */
+const releaseSlot = (runDir: string, port: number) =>
+  new Promise((resolve, reject) => {
+    const client = createConnection(apps.slotsSocket(runDir), () => client.end(`release ${port}`));
+    client
+      .on('data', () => client.destroy())
+      .on('close', resolve)
+      .on('error', reject);
+  });
+
 async function scale(settings: StackSettings, rawCount: string | undefined): Promise<void> {
   const count = parseCount(rawCount, settings);
-  const info = readStack(settings.runDir);
-  if (!info || !daemonPid(settings.runDir)) {
-    throw new UsageError(`Nothing is running in ${settings.runDir}; start it with make up`);
-  }
-  const stackSettings = { ...settings, caddyAdminPort: Number(new URL(info.caddy.adminUrl).port) };
-  const env = JSON.parse(readFileSync(envFile(settings.runDir), 'utf8')) as Record<string, string>;
-  const pm2 = await connectPm2(settings.runDir);
-  try {
-    const before = await status(pm2, stackSettings);
-    write(`Scaling from ${before.instances.length} to ${instancesWord(count)}…`);
+  await withPm2(settings, async (pm2, before) => {
+    const info = readStack(settings.RUN_DIR);
+    if (!before || !info) {
+      throw new UsageError(`Nothing is running in ${settings.RUN_DIR}; start it with make up`);
+    }
+    write(`Scaling from ${before.instances.length} to ${plural(count)}…`);
     // Prometheus stops scraping the removed ones before they go.
-    writeTargets(stackSettings, count);
+    apps.writeTargets(settings, count);
     const removed = before.instances.filter((instance) => instance.slot > count);
-    await Promise.all(removed.map((instance) => releaseSlot(settings.runDir, instance.port)));
-    // PM2 sends SIGTERM: the instance reports not-ready for SHUTDOWN_DRAIN_MS, finishes what it holds, exits.
+    await Promise.all(removed.map((instance) => releaseSlot(settings.RUN_DIR, instance.port)));
+    // Each reports not-ready for SHUTDOWN_DRAIN_MS, finishes what it holds, exits.
     await Promise.all(removed.map((instance) => pm2.remove(instance.id)));
-    for (let slot = 0; slot < count; slot += 1) {
-      if (!before.instances.some((instance) => instance.id === instanceId(slot))) {
-        await pm2.start(instanceApp(stackSettings, slot, env));
-      }
+    for (let slot = before.instances.length; slot < count; slot += 1) {
+      await pm2.start(apps.instanceApp(settings, slot, info.env));
     }
-    writeStack(settings.runDir, { ...info, desiredInstances: count });
-    const settled = () => status(pm2, stackSettings).then((state) => allReady(state, count));
-    if (!(await pollUntil(settled, STARTUP_TIMEOUT_MS))) {
-      throw new UsageError(`Scaling did not settle in time; see make status and ${join(settings.runDir, 'logs')}`);
+    writeStack(settings.RUN_DIR, { ...info, desiredInstances: count });
+    if (!(await pollUntil(async () => allReady(await runState(pm2, settings), count), 180_000))) {
+      throw new UsageError(`Scaling did not settle in time; see make status and ${join(settings.RUN_DIR, 'logs')}`);
     }
-    // New instances are in rotation once Caddy's next health check has seen them.
-    await sleep(CADDY_HEALTH_INTERVAL_MS * 1.5);
-    write(formatStatus(await status(pm2, stackSettings), settings.runDir));
-  } finally {
-    pm2.disconnect();
-  }
+    // New instances are in rotation once Caddy's next health check (every second) has seen them.
+    await sleep(1500);
+    write(formatStatus((await runState(pm2, settings)) as RunState, settings.RUN_DIR));
+  });
 }
 
 async function down(settings: StackSettings): Promise<void> {
-  const { runDir } = settings;
-  const info = readStack(runDir);
-  const daemon = daemonPid(runDir);
-  if (!info && !daemon) {
-    write(`Nothing is running in ${runDir}.`);
-    return;
+  const daemon = daemonPid(settings.RUN_DIR);
+  if (!readStack(settings.RUN_DIR) && !daemon) {
+    return write(`Nothing is running in ${settings.RUN_DIR}.`);
   }
   if (daemon) {
-    write('Stopping: instances drain, then Caddy, the simulator, Redis and PostgreSQL (if started here) stop…');
-    const pm2 = await connectPm2(runDir);
-    const names = (await pm2.list()).map((entry) => entry.name ?? '');
-    const last = ['simulator', 'redis'];
-    await Promise.all(names.filter((name) => !last.includes(name)).map((name) => pm2.remove(name)));
-    await Promise.all(names.filter((name) => last.includes(name)).map((name) => pm2.remove(name)));
-    await pm2.kill().catch(() => undefined);
-    pm2.disconnect();
+    write('Stopping: the instances drain, then the rest stops…');
+    await withPm2(settings, async (pm2) => {
+      const names = (await pm2.list()).map((entry) => entry.name ?? '');
+      const last = ['simulator', 'redis', 'postgres'];
+      await Promise.all(names.filter((name) => !last.includes(name)).map((name) => pm2.remove(name)));
+      await Promise.all(names.filter((name) => last.includes(name)).map((name) => pm2.remove(name)));
+      await pm2.kill().catch(() => undefined);
+    });
     await pollUntil(async () => !alive(daemon), 10_000, 100);
   }
-  const leftovers = orphans(runDir);
-  if (leftovers.length > 0) {
-    await endProcesses(leftovers, 10_000);
-    write(`Ended ${leftovers.length} process(es) the PM2 daemon left behind.`);
+  const left = orphans(settings.RUN_DIR);
+  if (left.length > 0) {
+    await endProcesses(left, 10_000);
+    write(`Ended ${left.length} process(es) the PM2 daemon left behind.`);
   }
-  const postgres = stopPostgres(runDir, info?.postgres);
-  if (postgres) {
-    write(postgres);
-  }
-  removeStack(runDir);
+  removeStack(settings.RUN_DIR);
   write('Stopped.');
 }
 
-function logs(settings: StackSettings, follow: boolean): Promise<void> {
-  const dir = join(settings.runDir, 'logs');
-  const files = existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith('.log')) : [];
-  if (files.length === 0) {
-    write(`No logs in ${dir}.`);
-    return Promise.resolve();
-  }
-  // PM2 prefixes each line with its process; without a daemon (stopped stack), tail the files.
-  const [command, args] = daemonPid(settings.runDir)
-    ? [
-        process.execPath,
-        [
-          join(settings.repoRoot, 'node_modules/pm2/bin/pm2'),
-          'logs',
-          '--lines',
-          '20',
-          ...(follow ? [] : ['--nostream']),
-        ],
-      ]
-    : [
-        'tail',
-        ['-n', '20', ...(follow ? ['-F'] : []), ...files.map((name) => logFile(settings.runDir, name.slice(0, -4)))],
-      ];
-  const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, PM2_HOME: pm2Home(settings.runDir) } });
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-async function showStatus(settings: StackSettings): Promise<void> {
-  if (daemonPid(settings.runDir) && readStack(settings.runDir)) {
-    const pm2 = await connectPm2(settings.runDir);
-    try {
-      write(formatStatus(await status(pm2, settings), settings.runDir));
-    } finally {
-      pm2.disconnect();
-    }
-    return;
-  }
+async function status(settings: StackSettings): Promise<void> {
+  const state = daemonPid(settings.RUN_DIR) && (await withPm2(settings, async (_, found) => found));
   // A daemon killed with -9 leaves its processes serving: say so, or "not running" would be a lie.
-  const left = orphans(settings.runDir).length;
+  const left = orphans(settings.RUN_DIR).length;
+  const gone = `Not running: the PM2 daemon is gone, but ${left} process(es) of the stack still run. make down ends them.`;
   write(
-    left > 0
-      ? `Not running: the PM2 daemon is gone, but ${left} process(es) of the stack still run. make down ends them.`
-      : `Not running (${settings.runDir}). Start it with make up.`,
+    state
+      ? formatStatus(state, settings.RUN_DIR)
+      : left
+        ? gone
+        : `Not running (${settings.RUN_DIR}); make up starts it.`,
   );
 }
 
-async function main(argv: readonly string[]): Promise<void> {
-  const [command, argument] = argv;
-  const settings = loadStackSettings();
-  // Every process of the stack (the PM2 daemon too) carries the absolute run directory: see orphans().
-  process.env.RUN_DIR = settings.runDir;
-  // PM2 stops with SIGINT unless told otherwise; the instances drain on SIGTERM.
-  process.env.PM2_KILL_SIGNAL = 'SIGTERM';
-  switch (command) {
-    case 'up':
-      return up(settings, argument);
-    case 'scale':
-      return scale(settings, argument);
-    case 'down':
-      return down(settings);
-    case 'status':
-      return showStatus(settings);
-    case 'logs':
-      return logs(settings, argument !== '--no-follow');
-    default:
-      throw new UsageError('usage: cli.ts up [N] | scale N | down | status | logs [--no-follow]');
-  }
-}
-
+const commands: Record<string, typeof up> = { up, scale, down, status };
 try {
-  await main(process.argv.slice(2));
+  const [command = '', argument] = process.argv.slice(2);
+  const settings = loadStackSettings();
+  // Every process of the stack, the PM2 daemon too, carries the absolute run directory: see orphans().
+  process.env.RUN_DIR = settings.RUN_DIR;
+  if (!commands[command]) {
+    throw new UsageError('usage: cli.ts up [N] | scale N | down | status');
+  }
+  await commands[command](settings, argument);
 } catch (error) {
   process.stderr.write(`${error instanceof UsageError ? error.message : (error as Error).stack}\n`);
   process.exitCode = 1;

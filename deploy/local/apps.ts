@@ -1,0 +1,101 @@
+import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { StartOptions } from 'pm2';
+import { durableRedisArgs } from './redis-flags.js';
+import { instanceId, REPO_ROOT, type StackSettings, slotPort } from './settings.js';
+
+/**
+ * What PM2 runs. Each app runs its command itself (interpreter none: PM2's pid is the process's),
+ * restarts with exponential backoff (100 ms, x1.5 up to 15 s, reset after 30 s up), logs to
+ * $RUN_DIR/logs/<name>.log and carries RUN_DIR (see orphans() in pm2.ts).
+ */
+
+type Env = Record<string, string>;
+export const logFile = (runDir: string, name: string) => join(runDir, 'logs', `${name}.log`);
+export const slotsSocket = (runDir: string) => join(runDir, 'slots.sock');
+const SLOTS = join(import.meta.dirname, 'slots.py');
+
+function app(settings: StackSettings, name: string, [script, ...args]: string[], options: StartOptions = {}) {
+  mkdirSync(join(settings.RUN_DIR, 'logs'), { recursive: true });
+  const [log, env] = [logFile(settings.RUN_DIR, name), { PATH: process.env.PATH ?? '', ...options.env }];
+  const run = { name, script, args, cwd: REPO_ROOT, interpreter: 'none', exp_backoff_restart_delay: 100 };
+  const logs = { output: log, error: log, merge_logs: true, kill_timeout: 10_000 };
+  return { ...run, ...logs, ...options, env: { ...env, RUN_DIR: settings.RUN_DIR } } satisfies StartOptions;
+}
+
+/** Holds each slot's listening socket across its instance's death (slots.py says why). */
+export const slotsApp = (settings: StackSettings) =>
+  app(settings, 'slots', ['python3', SLOTS, 'hold', slotsSocket(settings.RUN_DIR)]);
+
+export function instanceApp(settings: StackSettings, slot: number, env: Env) {
+  const port = String(slotPort(settings, slot));
+  const node = [process.execPath, 'dist/src/main.js'];
+  return app(settings, instanceId(slot), ['python3', SLOTS, 'exec', slotsSocket(settings.RUN_DIR), port, ...node], {
+    env: { ...env, HOST: '127.0.0.1', PORT: port, INSTANCE_ID: instanceId(slot) },
+    // The instance bounds its own graceful shutdown (drain, finish, exit); this only catches a hung one.
+    kill_timeout: Number(env.SHUTDOWN_TIMEOUT_MS || 15_000) + 5000,
+  });
+}
+
+/** Queued jobs outlive a restart of redis-server: its append-only file stays in $RUN_DIR/redis. */
+export function redisApp(settings: StackSettings, port: number, password: string, maxmemory?: string) {
+  const dir = join(settings.RUN_DIR, 'redis');
+  const config = join(settings.RUN_DIR, 'redis.conf');
+  mkdirSync(dir, { recursive: true });
+  // The instances send REDIS_PASSWORD: ours asks for it, from a file (argv shows in ps).
+  writeFileSync(config, password && `requirepass "${password.replace(/["\\]/g, '\\$&')}"\n`, { mode: 0o600 });
+  return app(settings, 'redis', ['redis-server', config, ...durableRedisArgs({ port, dir, maxmemory })], { cwd: dir });
+}
+
+/** The stack's own PostgreSQL (postgres.ts): SIGINT, PM2's stop signal, is its fast shutdown. */
+export function postgresApp(settings: StackSettings, cluster: { cwd: string; command: string[]; asPostgres: boolean }) {
+  const user = cluster.asPostgres ? { uid: 'postgres', gid: 'postgres' } : {};
+  return app(settings, 'postgres', cluster.command, { cwd: cluster.cwd, ...user } as StartOptions);
+}
+
+export const simulatorApp = (settings: StackSettings, port: number, env: Env) =>
+  app(settings, 'simulator', [process.execPath, '--import', 'tsx', 'backend/sim/main.ts'], {
+    env: { ...env, SIM_PORT: String(port), SIM_HOST: '127.0.0.1' },
+  });
+
+/** Caddy on deploy/caddy/Caddyfile; every slot is an upstream, so scaling never reloads it. */
+export function caddyApp(settings: StackSettings, env: Env) {
+  const { PUBLIC_PORT, PUBLIC_BIND, PUBLIC_STATS, CADDY_ADMIN_PORT, MAX_INSTANCES, RUN_DIR } = settings;
+  const slots = Array.from({ length: MAX_INSTANCES }, (_, slot) => `127.0.0.1:${slotPort(settings, slot)}`);
+  const vars = { PUBLIC_PORT, PUBLIC_BIND, PUBLIC_STATS, CADDY_ADMIN_PORT, BACKEND_UPSTREAMS: slots.join(' ') };
+  const strings = Object.fromEntries(Object.entries(vars).map(([name, value]) => [name, String(value)]));
+  // Caddy's autosave and storage stay in the run directory, not in the user's home.
+  const home = { XDG_DATA_HOME: join(RUN_DIR, 'caddy/data'), XDG_CONFIG_HOME: join(RUN_DIR, 'caddy/config') };
+  const command = ['caddy', 'run', '--config', 'deploy/caddy/Caddyfile', '--adapter', 'caddyfile'];
+  return app(settings, 'caddy', command, { env: { ...env, ...home, ...strings } });
+}
+
+/** targets/*.json, the file_sd files of prometheus.local.yml, each written then renamed (never read half-written). */
+function writeTargetFile(settings: StackSettings, name: string, ports: number[], instance: (n: number) => string) {
+  const file = join(settings.RUN_DIR, 'prometheus/targets', `${name}.json`);
+  const groups = ports.map((port, n) => ({ targets: [`127.0.0.1:${port}`], labels: { instance: instance(n) } }));
+  writeFileSync(`${file}.tmp`, JSON.stringify(groups, null, 2));
+  renameSync(`${file}.tmp`, file);
+}
+
+/** Instances 1…count (make scale rewrites it), label instance=<INSTANCE_ID>. */
+export function writeTargets(settings: StackSettings, count: number): void {
+  if (existsSync(join(settings.RUN_DIR, 'prometheus/targets'))) {
+    const ports = Array.from({ length: count }, (_, slot) => slotPort(settings, slot));
+    writeTargetFile(settings, 'backends', ports, instanceId);
+  }
+}
+
+/** The contract with prometheus/ (deploy/local/README.md): its two files copied, the targets beside them. */
+export function prometheusApp(settings: StackSettings, count: number) {
+  const [from, dir] = [settings.PROMETHEUS_CONFIG_DIR, join(settings.RUN_DIR, 'prometheus')];
+  mkdirSync(join(dir, 'targets'), { recursive: true });
+  copyFileSync(join(from, 'prometheus.local.yml'), join(dir, 'prometheus.yml'));
+  if (existsSync(join(from, 'alerts.yml'))) {
+    copyFileSync(join(from, 'alerts.yml'), join(dir, 'alerts.yml'));
+  }
+  writeTargetFile(settings, 'caddy', [settings.CADDY_ADMIN_PORT], () => 'caddy');
+  writeTargets(settings, count);
+  const listen = `--web.listen-address=127.0.0.1:${settings.PROMETHEUS_PORT}`;
+  return app(settings, 'prometheus', ['prometheus', '--config.file=prometheus.yml', listen], { cwd: dir });
+}
