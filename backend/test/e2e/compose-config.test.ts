@@ -243,10 +243,14 @@ describe('deploy/compose', () => {
     // The image runs the compiled JavaScript: no TypeScript toolchain at run time, no simulator unless asked.
     const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
       dependencies: Record<string, string>;
+      scripts: { start: string };
     };
     expect(pkg.dependencies.tsx).toBeUndefined();
     expect(pkg.dependencies.typescript).toBeUndefined();
-    expect(lines.at(-1)).toBe('CMD ["node", "dist/src/main.js"]');
+    // npm start's command, node flags included, without npm in between.
+    const start = pkg.scripts.start.split(' ');
+    expect(start.at(-1)).toBe('dist/src/main.js');
+    expect(lines.at(-1)).toBe(`CMD [${start.map((word) => JSON.stringify(word)).join(', ')}]`);
     expect(dockerfile).toMatch(/NODE_ENV=production/);
     expect(dockerfile).toMatch(/ALLOW_EMBEDDED_SIMULATOR=false/);
     expect(dockerfile).toMatch(/COPY --from=build \/app\/dist \.\/dist/);
