@@ -6,34 +6,35 @@ import type Koa from 'koa';
 import type { GroqSimulator } from '../sim/groq-simulator.js';
 import { createAccountService, type UserDataHolder, type UserRef, userRef } from './account/account-service.js';
 import { createApp } from './app.js';
-import { createAuthenticator } from './auth/authenticator.js';
-import { createDeviceTokens } from './auth/device-tokens.js';
+import { type Authenticator, createAuthenticator } from './auth/authenticator.js';
+import { createDeviceTokens, type DeviceTokens } from './auth/device-tokens.js';
 import { signingSecret } from './auth/signing-secret.js';
-import { createRedisResponseCache } from './cache/response-cache.js';
-import { createChatService } from './chat/chat-service.js';
+import { createRedisResponseCache, type ResponseCache } from './cache/response-cache.js';
+import { type ChatService, createChatService } from './chat/chat-service.js';
 import type { Config } from './config.js';
-import { createDatabase } from './db/database.js';
-import { startMigrations } from './db/migrations.js';
-import { createUserStore } from './db/user-store.js';
+import { createDatabase, type Database } from './db/database.js';
+import { type Migrations, startMigrations } from './db/migrations.js';
+import { createUserStore, type UserStore } from './db/user-store.js';
 import type { AppState } from './http/app-state.js';
-import { rateLimit } from './http/rate-limit.js';
+import { type CallerRateLimit, rateLimit } from './http/rate-limit.js';
 import { createGroqProvider } from './llm/groq-provider.js';
-import { createUpstream } from './llm/upstream.js';
+import { createUpstream, type Upstream } from './llm/upstream.js';
 import { withUpstreamUsage } from './llm/upstream-usage.js';
-import { startQueueRuntime } from './queue/queue-runtime.js';
+import { type QueueRuntime, startQueueRuntime } from './queue/queue-runtime.js';
 import { type CallerKeys, callerKeys as createCallerKeys } from './redis/caller-key.js';
 import { createRedisClient, waitForRedis } from './redis/redis-client.js';
 import { watchRedisDurability } from './redis/redis-durability.js';
-import { describeRedisTarget, redisTarget } from './redis/redis-target.js';
-import { createModerationModel, createSafetyCheck, LANGUAGES } from './safety/index.js';
+import { describeRedisTarget, type RedisTarget, redisTarget } from './redis/redis-target.js';
+import type { Usage } from './routes/account-routes.js';
+import { createModerationModel, createSafetyCheck, LANGUAGES, type SafetyCheck } from './safety/index.js';
 import { sleep } from './shared/sleep.js';
 import { registerActiveUsersGauge } from './telemetry/active-users-gauge.js';
-import { createClusterStats } from './telemetry/cluster-stats.js';
-import { createDegradationTracker } from './telemetry/degradation.js';
-import { createErrorTracker } from './telemetry/error-tracking.js';
+import { type ClusterStats, createClusterStats } from './telemetry/cluster-stats.js';
+import { createDegradationTracker, type DegradationTracker } from './telemetry/degradation.js';
+import { createErrorTracker, type ErrorTracker } from './telemetry/error-tracking.js';
 import type { Logger } from './telemetry/logger.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
-import { createTokenBudget } from './usage/token-budget.js';
+import { createTokenBudget, type TokenBudget } from './usage/token-budget.js';
 
 /**
  * The composition root: builds every dependency of one backend process from
@@ -63,13 +64,103 @@ export interface Runtime {
  */
 const BUILT_IN_CALLER_KEY = 'focus-backend: LOG_CALLER_SALT unset';
 
+/** What every step of the composition shares: config, logs, metrics, Redis and where Groq answers. */
+interface Base {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  callerKeys: CallerKeys;
+  /** One target for every connection of the process (Sentinel, password, TLS). */
+  target: RedisTarget;
+  redis: Redis;
+  clusterStats: ClusterStats;
+  /** Where Groq answers: the configured URL or the embedded simulator's. */
+  groqBaseUrl: string;
+  simulator: GroqSimulator | undefined;
+}
+
+/** Accounts and tokens: PostgreSQL and what signs and checks tokens. */
+interface Identity {
+  database: Database;
+  migrations: Migrations;
+  users: UserStore;
+  deviceTokens: DeviceTokens;
+  authenticator: Authenticator;
+  postgresTracker: DegradationTracker;
+}
+
+/** Per-caller limits: the daily token budget and the chat rate limit. */
+interface Limits {
+  budget: TokenBudget;
+  chatRateLimit: CallerRateLimit;
+}
+
+/** What answers a question: the upstream, the cache, the chat service, the queue and the safety check. */
+interface Answering {
+  upstream: Upstream;
+  cache: ResponseCache;
+  chat: ChatService;
+  queue: QueueRuntime;
+  safety: SafetyCheck;
+}
+
 export async function createRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  const base = await connectBase(config, logger);
+  const identity = await openIdentity(base);
+  const limits = createLimits(base);
+  const answering = createAnswering(base, limits);
+  const usage = usageReader(limits);
+  const accounts = createAccountService({
+    users: identity.users,
+    deviceTokens: identity.deviceTokens,
+    authenticator: identity.authenticator,
+    holders: userDataHolders(base, limits, answering, usage),
+    tracker: identity.postgresTracker,
+    callerKeys: base.callerKeys,
+  });
+  const errorTracker = await createErrorTracker({
+    dsn: config.SENTRY_DSN,
+    instanceId: config.INSTANCE_ID,
+    environment: config.NODE_ENV,
+    logger,
+  });
+  const lifecycle = { draining: false };
+  const app = createApp({
+    config,
+    errorTracker,
+    authenticator: identity.authenticator,
+    accounts,
+    chatRateLimit: limits.chatRateLimit,
+    usage: (userId) => usage(userRef(base.callerKeys, userId)),
+    redis: base.redis,
+    callerKeys: base.callerKeys,
+    logger,
+    metrics: base.metrics,
+    chat: answering.chat,
+    queue: answering.queue.chatQueue,
+    safety: answering.safety,
+    lifecycle,
+    clusterStats: base.clusterStats,
+    readinessDetail: answering.upstream.readinessDetail,
+    upstreamQuota: {
+      provider: answering.upstream.gateway.target.provider,
+      requestsPerMinute: config.GROQ_RPM,
+      tokensPerMinute: config.GROQ_TPM,
+    },
+    queueStats: answering.queue.chatQueue,
+  });
+  const server = createHttpServer(config, app);
+  const stop = () => stopInOrder({ base, identity, answering, errorTracker, lifecycle, server });
+  return runtimeHandle(base, { app, server, lifecycle, stop });
+}
+
+/** Metrics, the caller keys, the Redis connection and cluster stats, and the Groq URL (or the embedded simulator). */
+async function connectBase(config: Config, logger: Logger): Promise<Base> {
   const metrics = createMetrics();
   const callerKeys = createCallerKeys(config.LOG_CALLER_SALT ?? BUILT_IN_CALLER_KEY);
   if (config.LOG_CALLER_SALT === undefined) {
     logger.warn('LOG_CALLER_SALT is not set: callers are named in Redis under a built-in key; set it in production');
   }
-  // One target for every connection of the process (Sentinel, password, TLS).
   const target = redisTarget(config);
   const redis = createRedisClient({
     target,
@@ -93,20 +184,29 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     count: () => clusterStats.activeUsers(),
     timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
+  const groq = await groqEndpoint(config, logger);
+  return { config, logger, metrics, callerKeys, target, redis, clusterStats, ...groq };
+}
 
-  let groqBaseUrl = config.GROQ_BASE_URL;
-  let simulator: GroqSimulator | undefined;
-  if (groqBaseUrl === undefined) {
-    if (!config.ALLOW_EMBEDDED_SIMULATOR) {
-      throw new Error('GROQ_BASE_URL: required when GROQ_API_KEY is unset and ALLOW_EMBEDDED_SIMULATOR=false');
-    }
-    // Loaded only here: production, with a key, never carries the simulator's code in memory.
-    const { startGroqSimulator } = await import('../sim/groq-simulator.js');
-    simulator = await startGroqSimulator({}, { port: config.SIMULATOR_PORT });
-    groqBaseUrl = simulator.url;
-    logger.warn({ simulator: simulator.url }, 'GROQ_API_KEY is not set: answering from the bundled Groq simulator');
+async function groqEndpoint(
+  config: Config,
+  logger: Logger,
+): Promise<{ groqBaseUrl: string; simulator: GroqSimulator | undefined }> {
+  if (config.GROQ_BASE_URL !== undefined) {
+    return { groqBaseUrl: config.GROQ_BASE_URL, simulator: undefined };
   }
+  if (!config.ALLOW_EMBEDDED_SIMULATOR) {
+    throw new Error('GROQ_BASE_URL: required when GROQ_API_KEY is unset and ALLOW_EMBEDDED_SIMULATOR=false');
+  }
+  // Loaded only here: production, with a key, never carries the simulator's code in memory.
+  const { startGroqSimulator } = await import('../sim/groq-simulator.js');
+  const simulator = await startGroqSimulator({}, { port: config.SIMULATOR_PORT });
+  logger.warn({ simulator: simulator.url }, 'GROQ_API_KEY is not set: answering from the bundled Groq simulator');
+  return { groqBaseUrl: simulator.url, simulator };
+}
 
+async function openIdentity(base: Base): Promise<Identity> {
+  const { config, logger, metrics } = base;
   const database = createDatabase({
     url: config.DATABASE_URL,
     poolMax: config.DATABASE_POOL_MAX,
@@ -129,12 +229,17 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         ? { jwksUrl: config.AUTH_JWKS_URL, issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE }
         : undefined,
     users,
-    redis,
+    redis: base.redis,
     prefix: config.REDIS_PREFIX,
     redisTracker: createDegradationTracker('auth', logger, metrics),
     postgresTracker,
-    callerKeys,
+    callerKeys: base.callerKeys,
   });
+  return { database, migrations, users, deviceTokens, authenticator, postgresTracker };
+}
+
+function createLimits(base: Base): Limits {
+  const { config, logger, metrics, redis } = base;
   const budget = createTokenBudget({
     redis,
     prefix: config.REDIS_PREFIX,
@@ -149,50 +254,66 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     pointsPerMinute: { ip: config.MAX_REQUESTS_PER_MINUTE, user: config.USER_REQUESTS_PER_MINUTE },
     metrics,
     tracker: createDegradationTracker('rate-limit', logger, metrics),
-    callerKeys,
+    callerKeys: base.callerKeys,
   });
+  return { budget, chatRateLimit };
+}
 
+function createAnswering(base: Base, limits: Limits): Answering {
+  const { config, logger, metrics, redis } = base;
   const upstream = createUpstream({
     config,
     redis,
-    redisTarget: target,
-    groqBaseUrl,
+    redisTarget: base.target,
+    groqBaseUrl: base.groqBaseUrl,
     metrics,
     logger,
-    wrapProvider: (provider) => withUpstreamUsage(provider, clusterStats),
+    wrapProvider: (provider) => withUpstreamUsage(provider, base.clusterStats),
     // The clock of the quotas' and the gateway's decisions (the quota window itself runs on Redis TIME).
     now: Date.now,
   });
-
-  // One chat service for POST /api/chat and the queue worker alike.
   const cache = createRedisResponseCache({
     redis,
     prefix: config.REDIS_PREFIX,
     ttlSeconds: config.CACHE_TTL_SECONDS,
     metrics,
-    stats: clusterStats,
+    stats: base.clusterStats,
     tracker: createDegradationTracker('response-cache', logger, metrics),
   });
+  // One chat service for POST /api/chat and the queue worker alike.
   const chat = createChatService({
     cache,
-    budget,
+    budget: limits.budget,
     gateway: upstream.gateway,
     coalescer: upstream.coalescer,
     maxTokens: config.GROQ_MAX_TOKENS,
     temperature: config.GROQ_TEMPERATURE,
   });
-  const queue = startQueueRuntime({ config, redis, redisTarget: target, chat, metrics, logger, callerKeys });
-  // The rules always; SAFETY_MODEL as a second opinion through the Groq adapter, outside the quota (SAFETY.md).
-  const safety = createSafetyCheck({
+  const queue = startQueueRuntime({
+    config,
+    redis,
+    redisTarget: base.target,
+    chat,
+    metrics,
+    logger,
+    callerKeys: base.callerKeys,
+  });
+  return { upstream, cache, chat, queue, safety: createSafety(base) };
+}
+
+/** The rules always; SAFETY_MODEL as a second opinion through the Groq adapter, outside the quota (SAFETY.md). */
+function createSafety(base: Base): SafetyCheck {
+  const { config } = base;
+  return createSafetyCheck({
     languages: LANGUAGES,
     historyTurns: config.SAFETY_HISTORY_TURNS,
-    metrics,
+    metrics: base.metrics,
     model: config.SAFETY_MODEL
       ? createModerationModel({
           provider: createGroqProvider({
             name: 'safety',
             apiKey: config.GROQ_API_KEY ?? 'simulator',
-            baseURL: groqBaseUrl,
+            baseURL: base.groqBaseUrl,
             model: config.SAFETY_MODEL,
             timeoutMs: config.SAFETY_MODEL_TIMEOUT_MS,
           }),
@@ -200,76 +321,48 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         })
       : undefined,
   });
+}
 
-  async function usage(user: UserRef) {
+type UsageReader = (user: UserRef) => Promise<Usage>;
+
+/** A user's use today and this minute (GET /api/me and the export). */
+function usageReader(limits: Limits): UsageReader {
+  return async (user) => {
     const [tokens, requestsThisMinute] = await Promise.all([
-      budget.usage(user.caller.key),
-      chatRateLimit.used({ kind: 'user', id: user.callerId }),
+      limits.budget.usage(user.caller.key),
+      limits.chatRateLimit.used({ kind: 'user', id: user.callerId }),
     ]);
     return { tokensToday: tokens.tokensToday ?? 0, budget: tokens.budget, requestsThisMinute };
-  }
-  // Everything kept about a user, outside their account row: exported by GET /api/me/export, deleted with them.
-  const holders: UserDataHolder[] = [
+  };
+}
+
+/** Everything kept about a user, outside their account row: exported by GET /api/me/export, deleted with them. */
+function userDataHolders(base: Base, limits: Limits, answering: Answering, usage: UsageReader): UserDataHolder[] {
+  const { chatQueue } = answering.queue;
+  return [
     {
       name: 'usage',
       export: usage,
       async forget(user) {
-        await budget.forget(user.caller.key);
-        await chatRateLimit.forget({ kind: 'user', id: user.callerId });
-        await clusterStats.forgetCaller(user.callerId);
+        await limits.budget.forget(user.caller.key);
+        await limits.chatRateLimit.forget({ kind: 'user', id: user.callerId });
+        await base.clusterStats.forgetCaller(user.callerId);
       },
     },
     {
       name: 'queuedJobs',
-      export: (user) => queue.chatQueue.owned(user.callerId),
-      forget: (user) => queue.chatQueue.forget(user.callerId),
+      export: (user) => chatQueue.owned(user.callerId),
+      forget: (user) => chatQueue.forget(user.callerId),
     },
     {
       name: 'cachedAnswers',
-      export: (user) => cache.owned(user.caller.key),
-      forget: (user) => cache.forgetOwner(user.caller.key),
+      export: (user) => answering.cache.owned(user.caller.key),
+      forget: (user) => answering.cache.forgetOwner(user.caller.key),
     },
   ];
-  const accounts = createAccountService({
-    users,
-    deviceTokens,
-    authenticator,
-    holders,
-    tracker: postgresTracker,
-    callerKeys,
-  });
+}
 
-  const lifecycle = { draining: false };
-  const errorTracker = await createErrorTracker({
-    dsn: config.SENTRY_DSN,
-    instanceId: config.INSTANCE_ID,
-    environment: config.NODE_ENV,
-    logger,
-  });
-  const app = createApp({
-    config,
-    errorTracker,
-    authenticator,
-    accounts,
-    chatRateLimit,
-    usage: (userId) => usage(userRef(callerKeys, userId)),
-    redis,
-    callerKeys,
-    logger,
-    metrics,
-    chat,
-    queue: queue.chatQueue,
-    safety,
-    lifecycle,
-    clusterStats,
-    readinessDetail: upstream.readinessDetail,
-    upstreamQuota: {
-      provider: upstream.gateway.target.provider,
-      requestsPerMinute: config.GROQ_RPM,
-      tokensPerMinute: config.GROQ_TPM,
-    },
-    queueStats: queue.chatQueue,
-  });
+function createHttpServer(config: Config, app: Koa<AppState>): Server {
   const server = createServer(
     {
       // A client that trickles its headers or body is cut: Node's default would hold it 300 s.
@@ -283,66 +376,90 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   );
   // Longer than the proxy's idle timeout, so the proxy closes idle connections first.
   server.keepAliveTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS;
+  return server;
+}
 
-  let stopping: Promise<void> | undefined;
-  async function stop() {
-    lifecycle.draining = true;
-    logger.info('draining');
-    await sleep(config.SHUTDOWN_DRAIN_MS);
-    if (server.listening) {
-      await new Promise<void>((resolve) => {
-        // close() ends idle keep-alive connections only once: a connection whose
-        // in-flight request finishes later (a proxy always keeps one) would hold
-        // the shutdown until the client drops it, so sweep until the server closes.
-        const sweep = setInterval(() => server.closeIdleConnections(), 100);
-        server.close(() => {
-          clearInterval(sweep);
-          resolve();
-        });
-        server.closeIdleConnections();
-      });
-    }
-    await queue.close();
-    upstream.close();
-    await clusterStats.flush();
-    migrations.stop();
-    await errorTracker.close();
-    await database.end().catch(() => undefined);
-    await redis.quit().catch(() => redis.disconnect());
-    await simulator?.close();
-    logger.info('stopped');
+/** Not-ready, drain delay, stop accepting, then close every part, the HTTP side first and Redis last. */
+async function stopInOrder(parts: {
+  base: Base;
+  identity: Identity;
+  answering: Answering;
+  errorTracker: ErrorTracker;
+  lifecycle: { draining: boolean };
+  server: Server;
+}): Promise<void> {
+  const { base, identity, answering, server } = parts;
+  const { logger, redis } = base;
+  parts.lifecycle.draining = true;
+  logger.info('draining');
+  await sleep(base.config.SHUTDOWN_DRAIN_MS);
+  if (server.listening) {
+    await closeServer(server);
   }
+  await answering.queue.close();
+  answering.upstream.close();
+  await base.clusterStats.flush();
+  identity.migrations.stop();
+  await parts.errorTracker.close();
+  await identity.database.end().catch(() => undefined);
+  await redis.quit().catch(() => redis.disconnect());
+  await base.simulator?.close();
+  logger.info('stopped');
+}
 
+function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    // close() ends idle keep-alive connections only once: a connection whose
+    // in-flight request finishes later (a proxy always keeps one) would hold
+    // the shutdown until the client drops it, so sweep until the server closes.
+    const sweep = setInterval(() => server.closeIdleConnections(), 100);
+    server.close(() => {
+      clearInterval(sweep);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+function runtimeHandle(
+  base: Base,
+  parts: { app: Koa<AppState>; server: Server; lifecycle: { draining: boolean }; stop: () => Promise<void> },
+): Runtime {
+  const { server } = parts;
+  let stopping: Promise<void> | undefined;
   return {
-    app,
+    app: parts.app,
     server,
-    redis,
-    callerKeys,
-    metrics,
-    lifecycle,
-    simulator,
-    async listen() {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        // An inherited listening socket (LISTEN_FD) outlives this process: the local
-        // runner keeps it, so after a crash connections queue for the replacement
-        // instead of being refused.
-        const address =
-          config.LISTEN_FD === undefined ? { port: config.PORT, host: config.HOST } : { fd: config.LISTEN_FD };
-        server.listen(address, () => {
-          // Only a failure to listen rejects; later server errors must not vanish into it.
-          server.off('error', reject);
-          server.on('error', (error) => logger.error({ err: error }, 'http server error'));
-          resolve();
-        });
-      });
-      const { port } = server.address() as AddressInfo;
-      logger.info({ port, host: config.HOST }, 'listening');
-      return { port, url: `http://127.0.0.1:${port}` };
-    },
+    redis: base.redis,
+    callerKeys: base.callerKeys,
+    metrics: base.metrics,
+    lifecycle: parts.lifecycle,
+    simulator: base.simulator,
+    listen: () => listen(base, server),
     shutdown() {
-      stopping ??= stop();
+      stopping ??= parts.stop();
       return stopping;
     },
   };
+}
+
+async function listen(base: Base, server: Server): Promise<{ port: number; url: string }> {
+  const { config, logger } = base;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    // An inherited listening socket (LISTEN_FD) outlives this process: the local
+    // runner keeps it, so after a crash connections queue for the replacement
+    // instead of being refused.
+    const address =
+      config.LISTEN_FD === undefined ? { port: config.PORT, host: config.HOST } : { fd: config.LISTEN_FD };
+    server.listen(address, () => {
+      // Only a failure to listen rejects; later server errors must not vanish into it.
+      server.off('error', reject);
+      server.on('error', (error) => logger.error({ err: error }, 'http server error'));
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  logger.info({ port, host: config.HOST }, 'listening');
+  return { port, url: `http://127.0.0.1:${port}` };
 }
