@@ -52,6 +52,8 @@ describe('Redis Cluster', () => {
   let quotaSimulator: GroqSimulator;
   const backends: BackendProcess[] = [];
   let quotaBackend: BackendProcess;
+  /** Every backend process started, whether or not its siblings came up. */
+  const started: BackendProcess[] = [];
   const unexpected: { what: string; status: number; body: string }[] = [];
 
   /** A response whose status is not the one the step expects is kept, so the last check lists them all. */
@@ -80,38 +82,40 @@ describe('Redis Cluster', () => {
       REDIS_COMMAND_TIMEOUT_MS: '2000',
       QUEUE_CONCURRENCY: '2',
     };
-    for (const name of ['a', 'b']) {
-      backends.push(
-        await startBackendProcess(
-          {
-            ...common,
-            GROQ_BASE_URL: simulator.url,
-            REDIS_PREFIX: prefix,
-            INSTANCE_ID: `cluster-${name}`,
-            MAX_REQUESTS_PER_MINUTE: String(IP_LIMIT),
-            USER_REQUESTS_PER_MINUTE: '1000',
-            GROQ_MAX_TOKENS: '100',
-            USER_TOKENS_PER_DAY: '2000',
-          },
-          STARTUP,
-        ),
-      );
-    }
-    quotaBackend = await startBackendProcess(
-      {
+    // The three start at once (their starts overlap instead of adding up); each is kept for afterAll as it comes up.
+    const start = async (env: Record<string, string>) => {
+      const backend = await startBackendProcess(env, STARTUP);
+      started.push(backend);
+      return backend;
+    };
+    const shared = (name: string) => ({
+      ...common,
+      GROQ_BASE_URL: simulator.url,
+      REDIS_PREFIX: prefix,
+      INSTANCE_ID: `cluster-${name}`,
+      MAX_REQUESTS_PER_MINUTE: String(IP_LIMIT),
+      USER_REQUESTS_PER_MINUTE: '1000',
+      GROQ_MAX_TOKENS: '100',
+      USER_TOKENS_PER_DAY: '2000',
+    });
+    const [a, b, quota] = await Promise.all([
+      start(shared('a')),
+      start(shared('b')),
+      start({
         ...common,
         GROQ_BASE_URL: quotaSimulator.url,
         REDIS_PREFIX: quotaPrefix,
         INSTANCE_ID: 'cluster-quota',
         GROQ_RPM: String(QUOTA_RPM),
         QUOTA_MAX_WAIT_MS: '0',
-      },
-      STARTUP,
-    );
+      }),
+    ]);
+    backends.push(a, b);
+    quotaBackend = quota;
   }, 480_000);
 
   afterAll(async () => {
-    await Promise.all([...backends, quotaBackend].filter(Boolean).map((backend) => backend.stop()));
+    await Promise.all(started.map((backend) => backend.stop()));
     await Promise.all([simulator?.close(), quotaSimulator?.close()]);
     await redis?.quit().catch(() => redis.disconnect());
     await cluster?.stop();
