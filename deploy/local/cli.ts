@@ -31,10 +31,10 @@ function parseCount(raw: string | undefined, settings: StackSettings, fallback?:
 async function redisAnswers(url: string, password: string): Promise<boolean> {
   const redis = new Redis(url, { password: password || undefined, lazyConnect: true, maxRetriesPerRequest: 0 });
   redis.on('error', () => undefined);
-  const pong = await redis.connect().then(
-    () => redis.ping(),
-    () => '',
-  );
+  const pong = await redis
+    .connect()
+    .then(() => redis.ping())
+    .catch(() => '');
   redis.disconnect();
   return pong === 'PONG';
 }
@@ -151,7 +151,13 @@ async function startStack(pm2: Pm2, plan: Awaited<ReturnType<typeof prepare>>, c
   }
   const host = settings.PUBLIC_BIND === '0.0.0.0' ? '127.0.0.1' : settings.PUBLIC_BIND;
   const publicUrl = `http://${host}:${settings.PUBLIC_PORT}`;
-  writeStack(settings.RUN_DIR, { publicUrl, desiredInstances: count, services, env });
+  writeStack(settings.RUN_DIR, {
+    publicUrl,
+    desiredInstances: count,
+    basePort: settings.BACKEND_BASE_PORT,
+    services,
+    env,
+  });
   await start(apps.slotsApp(settings), async () => existsSync(apps.slotsSocket(settings.RUN_DIR)));
   for (let slot = 0; slot < count; slot += 1) {
     await pm2.start(apps.instanceApp(settings, slot, env));
@@ -228,10 +234,11 @@ const releaseSlot = (runDir: string, port: number) =>
       .on('error', reject);
   });
 
-async function scale(settings: StackSettings, rawCount: string | undefined): Promise<void> {
-  const count = parseCount(rawCount, settings);
+async function scale(base: StackSettings, rawCount: string | undefined): Promise<void> {
+  const count = parseCount(rawCount, base);
+  const info = readStack(base.RUN_DIR);
+  const settings = { ...base, BACKEND_BASE_PORT: info?.basePort ?? base.BACKEND_BASE_PORT };
   await withPm2(settings, async (pm2, before) => {
-    const info = readStack(settings.RUN_DIR);
     if (!before || !info) {
       throw new UsageError(`Nothing is running in ${settings.RUN_DIR}; start it with make up`);
     }

@@ -9,6 +9,7 @@ instance's app) takes the port's socket and execs CMD with LISTEN_FD set, so PM2
 instance's. While held, connections to a dead instance wait in the accept queue for the next.
 """
 import os
+import signal
 import socket
 import sys
 
@@ -49,6 +50,8 @@ def take(path, port, command):
 
 if __name__ == "__main__":
     if sys.argv[1] == "hold":
+        # SIGINT is how PM2 stops it: no traceback.
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
         hold(sys.argv[2])
     else:
         take(sys.argv[2], int(sys.argv[3]), sys.argv[4:])

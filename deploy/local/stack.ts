@@ -2,7 +2,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectPm2, daemonPid, type Pm2 } from './pm2.js';
 import { httpOk } from './ports.js';
-import { loadStackSettings, type StackSettings, slotPort } from './settings.js';
+import { loadStackSettings, type StackSettings } from './settings.js';
 
 export { logFile } from './apps.js';
 
@@ -14,6 +14,8 @@ export { logFile } from './apps.js';
 export interface StackInfo {
   publicUrl: string;
   desiredInstances: number;
+  /** BACKEND_BASE_PORT as make up had it: make status and make scale go by it, whatever their environment. */
+  basePort: number;
   /** The URLs of redis, postgres, caddy (its admin API), and simulator and prometheus when they run. */
   services: Record<string, string>;
   env: Record<string, string>;
@@ -56,7 +58,7 @@ export async function runState(pm2: Pm2, settings: StackSettings) {
     .filter((entry) => entry.name?.startsWith('backend-'))
     .map(async ({ name = '', pm2_env }) => {
       const [slot, pid] = [Number(name.slice('backend-'.length)), pidOf(name)];
-      const port = slotPort(settings, slot - 1);
+      const port = info.basePort + slot - 1;
       const ready = pid !== null && (await httpOk(`http://127.0.0.1:${port}/readyz`).catch(() => false));
       const status: InstanceStatus = pid === null ? 'restarting' : ready ? 'ready' : 'starting';
       return { slot, id: name, port, pid, status, restarts: pm2_env?.restart_time ?? 0 };
