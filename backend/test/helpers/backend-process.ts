@@ -79,6 +79,8 @@ export interface BackendProcessOptions {
   entry?: 'source' | 'build';
   /** How long /readyz may take to answer 200 (20 s by default; tsx compiling on a busy machine takes longer). */
   readyTimeoutMs?: number;
+  /** Node flags before the entry, e.g. npm start's V8 flags (not all of them are allowed in NODE_OPTIONS). */
+  nodeFlags?: readonly string[];
 }
 
 /** Starts a backend as a real process on a free port and resolves once /readyz answers 200. */
@@ -91,7 +93,10 @@ export async function startBackendProcess(
   if (options.entry === 'build' && !existsSync(join(REPO_ROOT, BUILD_ENTRY))) {
     throw new Error(`${BUILD_ENTRY} is missing: run npm run build (make test and make bench do)`);
   }
-  const args = options.entry === 'build' ? [BUILD_ENTRY] : ['--import', 'tsx', 'backend/src/main.ts'];
+  const args = [
+    ...(options.nodeFlags ?? []),
+    ...(options.entry === 'build' ? [BUILD_ENTRY] : ['--import', 'tsx', 'backend/src/main.ts']),
+  ];
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     env: {
