@@ -19,7 +19,22 @@ export interface CallerKeys {
   ref(caller: { kind: 'user' | 'ip'; id: string }): CallerRef;
 }
 
+/** Callers whose names are remembered: a request names its caller three or four times (limit, log, stats, owner). */
+const REMEMBERED = 4096;
+
 export function callerKeys(key: string | Uint8Array): CallerKeys {
-  const hash = (callerId: string) => createHmac('sha256', key).update(callerId).digest('hex').slice(0, 16);
+  const remembered = new Map<string, string>();
+  const hash = (callerId: string) => {
+    let name = remembered.get(callerId);
+    if (name === undefined) {
+      name = createHmac('sha256', key).update(callerId).digest('hex').slice(0, 16);
+      if (remembered.size >= REMEMBERED) {
+        // The oldest first: a Map iterates in insertion order.
+        remembered.delete(remembered.keys().next().value as string);
+      }
+      remembered.set(callerId, name);
+    }
+    return name;
+  };
   return { hash, ref: (caller) => ({ kind: caller.kind, key: hash(caller.id) }) };
 }

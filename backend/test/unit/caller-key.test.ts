@@ -13,4 +13,14 @@ describe('callerKeys', () => {
     expect(names.hash(id)).not.toBe(createHash('sha256').update(id).digest('hex').slice(0, 16));
     expect(names.ref({ kind: 'ip', id })).toEqual({ kind: 'ip', key: names.hash(id) });
   });
+
+  it('gives the same names once more callers than it remembers have come and gone', () => {
+    const names = callerKeys('one key');
+    const fresh = callerKeys('one key');
+    const first = names.hash('ip:198.51.100.1');
+    for (let index = 0; index < 5000; index += 1) {
+      expect(names.hash(`user:${index}`)).toBe(fresh.hash(`user:${index}`));
+    }
+    expect(names.hash('ip:198.51.100.1')).toBe(first);
+  });
 });
