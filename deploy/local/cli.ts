@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, relative } from 'node:path';
 import { Redis } from 'ioredis';
+import type { StartOptions } from 'pm2';
 import { ConfigError, loadConfig } from '../../backend/src/config.js';
 import * as apps from './apps.js';
 import { alive, connectPm2, daemonPid, endProcesses, orphans, type Pm2, pm2Home } from './pm2.js';
@@ -111,22 +112,21 @@ async function prepare(base: StackSettings) {
 const allReady = (state: RunState | undefined, count: number) =>
   state?.instances.length === count && state.instances.every((instance) => instance.status === 'ready');
 
-async function startStack(pm2: Pm2, plan: Awaited<ReturnType<typeof prepare>>, count: number): Promise<void> {
-  const { settings, env } = plan;
-  const start = async (app: Parameters<Pm2['start']>[0], ready: () => Promise<boolean>) => {
-    await pm2.start(app);
-    await waitFor(pm2, settings, app.name as string, ready);
-  };
-  secret(env, 'LOG_CALLER_SALT', settings.RUN_DIR);
-  secret(env, 'AUTH_JWT_SECRET', settings.RUN_DIR);
-  // More than one Caddy health interval (1 s): Caddy sees an instance not ready before it stops listening.
-  env.SHUTDOWN_DRAIN_MS ||= '3000';
+type Plan = Awaited<ReturnType<typeof prepare>>;
+
+async function startApp(pm2: Pm2, settings: StackSettings, app: StartOptions, ready: () => Promise<boolean>) {
+  await pm2.start(app);
+  await waitFor(pm2, settings, app.name as string, ready);
+}
+
+/** Redis, PostgreSQL and the simulator when the stack brings its own: their URLs, set in env for the instances. */
+async function startServices(pm2: Pm2, { settings, env, ...plan }: Plan): Promise<Record<string, string>> {
   if (plan.ownRedis) {
     write('Redis does not answer at REDIS_URL: the stack starts its own redis-server.');
     const port = await freePort();
     env.REDIS_URL = `redis://127.0.0.1:${port}`;
     const app = apps.redisApp(settings, port, plan.password, env.REDIS_MAXMEMORY);
-    await start(app, () => redisAnswers(env.REDIS_URL as string, plan.password));
+    await startApp(pm2, settings, app, () => redisAnswers(env.REDIS_URL as string, plan.password));
   }
   if (plan.ownPostgres) {
     write(`PostgreSQL does not let the stack in: it runs its own, data in ${shown(settings.RUN_DIR)}/postgres.`);
@@ -134,37 +134,47 @@ async function startStack(pm2: Pm2, plan: Awaited<ReturnType<typeof prepare>>, c
     const database = new URL(env.DATABASE_URL || DEFAULT_DATABASE_URL).pathname.slice(1) || 'focus';
     env.DATABASE_URL = `postgres://postgres@127.0.0.1:${port}/${database}`;
     const ready = async () => (await probePostgres(env.DATABASE_URL as string)).state === 'ready';
-    await start(apps.postgresApp(settings, ownCluster(settings.RUN_DIR, port)), ready);
+    await startApp(pm2, settings, apps.postgresApp(settings, ownCluster(settings.RUN_DIR, port)), ready);
   }
   env.REDIS_URL ||= 'redis://127.0.0.1:6379';
   env.DATABASE_URL ||= DEFAULT_DATABASE_URL;
   const services: Record<string, string> = { redis: env.REDIS_URL, postgres: env.DATABASE_URL };
-  services.caddy = `http://127.0.0.1:${settings.CADDY_ADMIN_PORT}`;
   if (!env.GROQ_API_KEY && !env.GROQ_API_KEY_FILE && !env.GROQ_BASE_URL) {
     write('GROQ_API_KEY is not set: the instances answer from the bundled Groq simulator.');
     const port = await freePort();
     services.simulator = env.GROQ_BASE_URL = `http://127.0.0.1:${port}`;
-    await start(apps.simulatorApp(settings, port, env), () => httpOk(`${services.simulator}/healthz`));
+    const app = apps.simulatorApp(settings, port, env);
+    await startApp(pm2, settings, app, () => httpOk(`${services.simulator}/healthz`));
   }
+  return services;
+}
+
+/** The services, the slot holder, the instances, Caddy and Prometheus; returns once a chat answers through Caddy. */
+async function startStack(pm2: Pm2, plan: Plan, count: number): Promise<void> {
+  const { settings, env } = plan;
+  secret(env, 'LOG_CALLER_SALT', settings.RUN_DIR);
+  secret(env, 'AUTH_JWT_SECRET', settings.RUN_DIR);
+  // More than one Caddy health interval (1 s): Caddy sees an instance not ready before it stops listening.
+  env.SHUTDOWN_DRAIN_MS ||= '3000';
+  const services = await startServices(pm2, plan);
+  services.caddy = `http://127.0.0.1:${settings.CADDY_ADMIN_PORT}`;
   if (plan.prometheus) {
     services.prometheus = `http://127.0.0.1:${settings.PROMETHEUS_PORT}`;
   }
   const host = settings.PUBLIC_BIND === '0.0.0.0' ? '127.0.0.1' : settings.PUBLIC_BIND;
   const publicUrl = `http://${host}:${settings.PUBLIC_PORT}`;
-  writeStack(settings.RUN_DIR, {
-    publicUrl,
-    desiredInstances: count,
-    basePort: settings.BACKEND_BASE_PORT,
-    services,
-    env,
-  });
-  await start(apps.slotsApp(settings), async () => existsSync(apps.slotsSocket(settings.RUN_DIR)));
+  const basePort = settings.BACKEND_BASE_PORT;
+  writeStack(settings.RUN_DIR, { publicUrl, desiredInstances: count, basePort, services, env });
+  // A socket file left by the last run would pass for the new holder's.
+  rmSync(apps.slotsSocket(settings.RUN_DIR), { force: true });
+  await startApp(pm2, settings, apps.slotsApp(settings), async () => existsSync(apps.slotsSocket(settings.RUN_DIR)));
   for (let slot = 0; slot < count; slot += 1) {
     await pm2.start(apps.instanceApp(settings, slot, env));
   }
-  await start(apps.caddyApp(settings, env), () => httpOk(`${services.caddy}/config/`));
+  await startApp(pm2, settings, apps.caddyApp(settings, env), () => httpOk(`${services.caddy}/config/`));
   if (plan.prometheus) {
-    await start(apps.prometheusApp(settings, count), () => httpOk(`${services.prometheus}/-/ready`));
+    const ready = () => httpOk(`${services.prometheus}/-/ready`);
+    await startApp(pm2, settings, apps.prometheusApp(settings, count), ready);
   }
   await waitFor(pm2, settings, 'The instances', async () => allReady(await runState(pm2, settings), count), 180_000);
   const chat = { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"message":"Up?"}' };

@@ -16,6 +16,8 @@ import sys
 
 def hold(path):
     held = {}
+    if os.path.exists(path):
+        os.unlink(path)
     server = socket.socket(socket.AF_UNIX)
     server.bind(path)
     server.listen(16)
