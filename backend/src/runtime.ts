@@ -22,9 +22,9 @@ import { createUpstream, type Upstream } from './llm/upstream.js';
 import { withUpstreamUsage } from './llm/upstream-usage.js';
 import { type QueueRuntime, startQueueRuntime } from './queue/queue-runtime.js';
 import { type CallerKeys, callerKeys as createCallerKeys } from './redis/caller-key.js';
-import { createRedisClient, waitForRedis } from './redis/redis-client.js';
+import { createRedisClient, type RedisOpener, waitForRedis } from './redis/redis-client.js';
 import { watchRedisDurability } from './redis/redis-durability.js';
-import { describeRedisTarget, type RedisTarget, redisTarget } from './redis/redis-target.js';
+import { describeRedisTarget, redisTarget } from './redis/redis-target.js';
 import type { Usage } from './routes/account-routes.js';
 import { createModerationModel, createSafetyCheck, LANGUAGES, type SafetyCheck } from './safety/index.js';
 import { sleep } from './shared/sleep.js';
@@ -70,9 +70,10 @@ interface Base {
   logger: Logger;
   metrics: Metrics;
   callerKeys: CallerKeys;
-  /** One target for every connection of the process (Sentinel, password, TLS). */
-  target: RedisTarget;
+  /** The request path's connection. */
   redis: Redis;
+  /** Every further connection (the worker's, the coalescing subscriber), to the same target (Sentinel, password, TLS). */
+  openRedis: RedisOpener;
   clusterStats: ClusterStats;
   /** Where Groq answers: the configured URL or the embedded simulator's. */
   groqBaseUrl: string;
@@ -162,12 +163,15 @@ async function connectBase(config: Config, logger: Logger): Promise<Base> {
     logger.warn('LOG_CALLER_SALT is not set: callers are named in Redis under a built-in key; set it in production');
   }
   const target = redisTarget(config);
-  const redis = createRedisClient({
-    target,
-    connectionName: `focus:${config.INSTANCE_ID}:api`,
-    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-    logger,
-  });
+  const openRedis: RedisOpener = (name, role) =>
+    createRedisClient({
+      target,
+      connectionName: `focus:${config.INSTANCE_ID}:${name}`,
+      commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+      logger,
+      role,
+    });
+  const redis = openRedis('api', 'request-path');
   watchRedisDurability(redis, logger);
   if (!(await waitForRedis(redis, 3000))) {
     logger.warn({ redis: describeRedisTarget(target) }, 'redis not reachable at start; serving degraded until it is');
@@ -185,7 +189,7 @@ async function connectBase(config: Config, logger: Logger): Promise<Base> {
     timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
   const groq = await groqEndpoint(config, logger);
-  return { config, logger, metrics, callerKeys, target, redis, clusterStats, ...groq };
+  return { config, logger, metrics, callerKeys, redis, openRedis, clusterStats, ...groq };
 }
 
 async function groqEndpoint(
@@ -264,7 +268,7 @@ function createAnswering(base: Base, limits: Limits): Answering {
   const upstream = createUpstream({
     config,
     redis,
-    redisTarget: base.target,
+    openRedis: base.openRedis,
     groqBaseUrl: base.groqBaseUrl,
     metrics,
     logger,
@@ -292,7 +296,7 @@ function createAnswering(base: Base, limits: Limits): Answering {
   const queue = startQueueRuntime({
     config,
     redis,
-    redisTarget: base.target,
+    openRedis: base.openRedis,
     chat,
     metrics,
     logger,

@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
-import { createRedisClient } from '../redis/redis-client.js';
-import type { RedisTarget } from '../redis/redis-target.js';
+import type { RedisOpener } from '../redis/redis-client.js';
 import { createDegradationTracker } from '../telemetry/degradation.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -16,8 +15,8 @@ import type { LlmProvider } from './types.js';
 export interface UpstreamOptions {
   config: Config;
   redis: Redis;
-  /** Where the coalescing subscriber connects (the same Redis as `redis`). */
-  redisTarget: RedisTarget;
+  /** Opens the coalescing subscriber's connection (the same Redis as `redis`). */
+  openRedis: RedisOpener;
   /** Where Groq answers (the configured URL or the embedded simulator's). */
   groqBaseUrl: string;
   metrics: Metrics;
@@ -55,13 +54,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   });
 
   // Subscribed connections wait for Redis (offline queue) and resubscribe after a reconnect.
-  const subscriber = createRedisClient({
-    target: options.redisTarget,
-    connectionName: `focus:${config.INSTANCE_ID}:coalesce`,
-    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-    logger,
-    role: 'queue',
-  });
+  const subscriber = options.openRedis('coalesce', 'queue');
   const coalescer = createRedisCoalescer({
     redis,
     subscriber,

@@ -2,8 +2,7 @@ import type { Redis } from 'ioredis';
 import type { ChatService } from '../chat/chat-service.js';
 import type { Config } from '../config.js';
 import type { CallerKeys } from '../redis/caller-key.js';
-import { createRedisClient } from '../redis/redis-client.js';
-import type { RedisTarget } from '../redis/redis-target.js';
+import type { RedisOpener } from '../redis/redis-client.js';
 import { createReplicaAck } from '../redis/replica-ack.js';
 import { createDegradationTracker } from '../telemetry/degradation.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -18,8 +17,8 @@ export interface QueueRuntimeOptions {
   config: Config;
   /** The request-path connection (fail fast), for POSTs and polls. */
   redis: Redis;
-  /** Where the worker's own connection goes (the same Redis as `redis`). */
-  redisTarget: RedisTarget;
+  /** Opens the worker's own connection (the same Redis as `redis`). */
+  openRedis: RedisOpener;
   chat: Pick<ChatService, 'answer'>;
   metrics: Metrics;
   logger: Logger;
@@ -89,13 +88,7 @@ function startConsumer(
 ): { connection: Redis; worker: ChatWorker } {
   const { config, metrics, logger } = options;
   // Workers wait through Redis outages instead of failing jobs: their own connection, no command timeout.
-  const connection = createRedisClient({
-    target: options.redisTarget,
-    connectionName: `focus:${config.INSTANCE_ID}:queue`,
-    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-    logger,
-    role: 'queue',
-  });
+  const connection = options.openRedis('queue', 'queue');
   const worker = startChatWorker({
     connection,
     redisPrefix: config.REDIS_PREFIX,

@@ -102,6 +102,12 @@ function clusterClient(
   return cluster as unknown as Redis;
 }
 
+/**
+ * Opens a further connection to the process's Redis (named for CLIENT LIST):
+ * made in runtime.ts, so every connection the process holds is opened there.
+ */
+export type RedisOpener = (name: string, role: NonNullable<RedisClientOptions['role']>) => Redis;
+
 /** Resolves once the client is ready, or after timeoutMs (the caller degrades). */
 export async function waitForRedis(client: Redis, timeoutMs: number): Promise<boolean> {
   if (client.status === 'ready') {
