@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { startBackendProcess } from '../../test/helpers/backend-process.js';
+import { npmStartFlags, startBackendProcess } from '../../test/helpers/backend-process.js';
 import {
   benchPrefix,
   deleteKeys,
@@ -24,18 +24,6 @@ import {
 const SCENARIO = 'runtime-footprint';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-/** The node flags of `npm start` (`node <flags> dist/src/main.js`), which the image's CMD repeats. */
-const START_FLAGS = (() => {
-  const { scripts } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-    scripts: { start: string };
-  };
-  const flags = /^node (.*) dist\/src\/main\.js$/.exec(scripts.start)?.[1];
-  if (flags === undefined) {
-    throw new Error(`package.json start is not "node <flags> dist/src/main.js": ${scripts.start}`);
-  }
-  return flags.split(' ');
-})();
-
 const rssMb = (pid: number) => {
   const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   return Math.round(Number(kb) / 1024);
@@ -57,8 +45,7 @@ async function measure(run: Run, upstreamUrl: string) {
   const started = performance.now();
   const backend = await startBackendProcess(unlimitedBackendEnv({ redisUrl: REDIS_URL, prefix, upstreamUrl }), {
     stdout: 'discard',
-    entry: run === 'source' ? 'source' : 'build',
-    nodeFlags: run === 'start' ? START_FLAGS : [],
+    entry: run,
     // Ready time is what this measures: on a busy machine tsx takes more than the helper's 20 s.
     readyTimeoutMs: 90_000,
   });
@@ -77,7 +64,7 @@ async function measure(run: Run, upstreamUrl: string) {
     const perMiss = (total: number) => Math.round((total / Math.max(1, load.requests)) * 100) / 100;
     return {
       run,
-      nodeFlags: run === 'start' ? START_FLAGS.join(' ') : undefined,
+      nodeFlags: run === 'start' ? npmStartFlags().join(' ') : undefined,
       readyMs,
       idleRssMb,
       peakRssMb,

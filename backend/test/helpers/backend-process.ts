@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,14 +73,25 @@ export interface BackendProcessOptions {
   stdout?: 'keep' | 'discard';
   /**
    * source (default): backend/src/main.ts through tsx, so a test sees the code as
-   * it is now. build: dist/src/main.js, as `npm start` and the image run it
-   * (make test and make bench build it first).
+   * it is now. build: dist/src/main.js with node's defaults (make test and make
+   * bench build it first). start: dist/src/main.js with the V8 flags of `npm
+   * start`, which the image's CMD repeats.
    */
-  entry?: 'source' | 'build';
+  entry?: 'source' | 'build' | 'start';
   /** How long /readyz may take to answer 200 (20 s by default; tsx compiling on a busy machine takes longer). */
   readyTimeoutMs?: number;
-  /** Node flags before the entry, e.g. npm start's V8 flags (not all of them are allowed in NODE_OPTIONS). */
-  nodeFlags?: readonly string[];
+}
+
+/** The node flags of `npm start` (`node <flags> dist/src/main.js`): not all of them are allowed in NODE_OPTIONS. */
+export function npmStartFlags(): string[] {
+  const { scripts } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
+    scripts: { start: string };
+  };
+  const flags = /^node (.*) dist\/src\/main\.js$/.exec(scripts.start)?.[1];
+  if (flags === undefined) {
+    throw new Error(`package.json start is not "node <flags> dist/src/main.js": ${scripts.start}`);
+  }
+  return flags.split(' ');
 }
 
 /** Starts a backend as a real process on a free port and resolves once /readyz answers 200. */
@@ -90,13 +101,15 @@ export async function startBackendProcess(
 ): Promise<BackendProcess> {
   const port = Number(env.PORT ?? (await freePort()));
   const instanceId = env.INSTANCE_ID ?? `proc-${port}`;
-  if (options.entry === 'build' && !existsSync(join(REPO_ROOT, BUILD_ENTRY))) {
+  const entry = options.entry ?? 'source';
+  if (entry !== 'source' && !existsSync(join(REPO_ROOT, BUILD_ENTRY))) {
     throw new Error(`${BUILD_ENTRY} is missing: run npm run build (make test and make bench do)`);
   }
-  const args = [
-    ...(options.nodeFlags ?? []),
-    ...(options.entry === 'build' ? [BUILD_ENTRY] : ['--import', 'tsx', 'backend/src/main.ts']),
-  ];
+  const args = {
+    source: ['--import', 'tsx', 'backend/src/main.ts'],
+    build: [BUILD_ENTRY],
+    start: [...npmStartFlags(), BUILD_ENTRY],
+  }[entry];
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     env: {

@@ -8,11 +8,11 @@ import { startBackendProcess } from '../../../backend/test/helpers/backend-proce
 
 /**
  * Where the backend Deployment's requests and limits come from: one backend
- * process (as the image runs it, `node --import tsx`), its upstream a local
+ * process (as the image runs it: dist/ with npm start's V8 flags), its upstream a local
  * Groq simulator, driven on loopback through five phases (idle, cache hits,
  * cache misses, queued jobs, streams); it prints the
  * process's RSS, peak RSS (VmHWM) and CPU (cores) per phase, and how much the
- * process wrote to its TMPDIR (tsx's compile cache: the /tmp emptyDir).
+ * process wrote to its TMPDIR (the /tmp emptyDir).
  *
  *   npx tsx deploy/k8s/tools/measure-resources.ts     (MEASURE_PHASE_S=20 by default)
  *
@@ -131,7 +131,7 @@ const backend = await startBackendProcess(
     COALESCE_WAIT_MS: '0',
     TMPDIR: tmp,
   },
-  { stdout: 'discard' },
+  { stdout: 'discard', entry: 'start' },
 );
 const pid = backend.child.pid as number;
 try {
