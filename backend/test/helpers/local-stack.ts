@@ -62,7 +62,9 @@ export function runMake(
 /** A base port with `count` free consecutive ports above it (the stack's instance slots). */
 async function freePortRange(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt += 1) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    // Below Linux's ephemeral range (32768-60999): there, a connection's local port can take a slot
+    // between make up and the make scale that first binds it (stack-scale failed so once).
+    const base = 20_000 + Math.floor(Math.random() * (32_768 - 20_000 - count));
     const ports = Array.from({ length: count }, (_, index) => base + index);
     if ((await Promise.all(ports.map((port) => isPortFree(port)))).every(Boolean)) {
       return base;
