@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StartOptions } from 'pm2';
 import { durableRedisArgs } from './redis-flags.js';
@@ -27,9 +27,21 @@ function app(settings: StackSettings, name: string, [script, ...args]: string[],
 export const slotsApp = (settings: StackSettings) =>
   app(settings, 'slots', ['python3', SLOTS, 'hold', slotsSocket(settings.RUN_DIR)]);
 
+/** npm start's arguments to node (`node <V8 flags> dist/src/main.js`), which the image's CMD repeats. */
+export function npmStartArgs(): string[] {
+  const { scripts } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
+    scripts: { start: string };
+  };
+  const args = /^node (.*dist\/src\/main\.js)$/.exec(scripts.start)?.[1];
+  if (args === undefined) {
+    throw new Error(`package.json start is not "node <flags> dist/src/main.js": ${scripts.start}`);
+  }
+  return args.split(' ');
+}
+
 export function instanceApp(settings: StackSettings, slot: number, env: Env) {
   const port = String(slotPort(settings, slot));
-  const node = [process.execPath, 'dist/src/main.js'];
+  const node = [process.execPath, ...npmStartArgs()];
   return app(settings, instanceId(slot), ['python3', SLOTS, 'exec', slotsSocket(settings.RUN_DIR), port, ...node], {
     env: { ...env, HOST: '127.0.0.1', PORT: port, INSTANCE_ID: instanceId(slot) },
     // The instance bounds its own graceful shutdown (drain, finish, exit); this only catches a hung one.

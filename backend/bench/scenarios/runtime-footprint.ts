@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { npmStartFlags, startBackendProcess } from '../../test/helpers/backend-process.js';
+import { npmStartArgs } from '../../../deploy/local/apps.js';
+import { startBackendProcess } from '../../test/helpers/backend-process.js';
 import {
   benchPrefix,
   deleteKeys,
@@ -64,7 +65,7 @@ async function measure(run: Run, upstreamUrl: string) {
     const perMiss = (total: number) => Math.round((total / Math.max(1, load.requests)) * 100) / 100;
     return {
       run,
-      nodeFlags: run === 'start' ? npmStartFlags().join(' ') : undefined,
+      nodeFlags: run === 'start' ? npmStartArgs().slice(0, -1).join(' ') : undefined,
       readyMs,
       idleRssMb,
       peakRssMb,

@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { npmStartArgs } from '../../../deploy/local/apps.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -82,18 +83,6 @@ export interface BackendProcessOptions {
   readyTimeoutMs?: number;
 }
 
-/** The node flags of `npm start` (`node <flags> dist/src/main.js`): not all of them are allowed in NODE_OPTIONS. */
-export function npmStartFlags(): string[] {
-  const { scripts } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
-    scripts: { start: string };
-  };
-  const flags = /^node (.*) dist\/src\/main\.js$/.exec(scripts.start)?.[1];
-  if (flags === undefined) {
-    throw new Error(`package.json start is not "node <flags> dist/src/main.js": ${scripts.start}`);
-  }
-  return flags.split(' ');
-}
-
 /** Starts a backend as a real process on a free port and resolves once /readyz answers 200. */
 export async function startBackendProcess(
   env: Record<string, string>,
@@ -108,7 +97,7 @@ export async function startBackendProcess(
   const args = {
     source: ['--import', 'tsx', 'backend/src/main.ts'],
     build: [BUILD_ENTRY],
-    start: [...npmStartFlags(), BUILD_ENTRY],
+    start: npmStartArgs(),
   }[entry];
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
