@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 // Two projects: "fast" (unit + integration on real Redis, files in parallel)
@@ -11,6 +12,9 @@ export default defineConfig({
           include: ['backend/test/unit/**/*.test.ts', 'backend/test/integration/**/*.test.ts'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
+          // At least two files at a time: vitest's default (a worker per core but one) ran them one by
+          // one on 2 cores, which they use about half of (they mostly wait on Redis, PostgreSQL, timers).
+          maxWorkers: Math.max(2, availableParallelism() - 1),
         },
       },
       {
