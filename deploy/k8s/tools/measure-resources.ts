@@ -112,7 +112,9 @@ function load(url: string, path: string, connections: number, fresh: boolean): (
   };
 }
 
-const simulator = await startGroqSimulator({ latencyMs: 300, jitterMs: 200, chunkDelayMs: 40 });
+// Limits no run reaches: at its defaults the simulator advertises a 1,000,000-token minute, which the
+// instance learns and obeys (answering 503 once ~5,000 calls have spent it).
+const simulator = await startGroqSimulator({ latencyMs: 300, jitterMs: 200, chunkDelayMs: 40, tpm: 1e12, rpd: 1e9 });
 const prefix = `measure:${Date.now()}:`;
 const tmp = mkdtempSync(join(tmpdir(), 'focus-measure-'));
 const backend = await startBackendProcess(
