@@ -24,6 +24,11 @@ export interface ResponseCache {
   entry(key: string): CacheEntry;
   /** Lists `key` under the owner, before its entry is written, so that deleting the owner always finds it; false when Redis failed (store nothing then). */
   own(owner: string, key: string): Promise<boolean>;
+  /**
+   * What own() writes, for a command of the owner's to carry instead (their
+   * budget's settlement): the index is hash-tagged by the owner's key.
+   */
+  listing(owner: string, key: string): OwnerListing;
   /** The answers stored from the owner's conversations and still cached (for their data export). */
   owned(owner: string): Promise<CachedAnswer[]>;
   /** Deletes every answer stored from the owner's conversations; throws when Redis fails. */
@@ -40,6 +45,13 @@ export interface CacheEntry {
   /** The cache's health tracking, for the caller's commands on the entry. */
   failed(error: unknown): void;
   succeeded(): void;
+}
+
+/** Add `member` to the set `key` and let the set expire `ttlSeconds` from now. */
+export interface OwnerListing {
+  key: string;
+  member: string;
+  ttlSeconds: number;
 }
 
 // SADD and EXPIRE of the owner's index in one command (a MULTI of them was four).
@@ -109,6 +121,7 @@ export function createRedisResponseCache(options: RedisResponseCacheOptions): Re
         return false;
       }
     },
+    listing: (owner, key) => ({ key: owners.key(owner), member: key, ttlSeconds }),
     owned: (owner) => owners.answers(owner),
     forgetOwner: (owner) => owners.forget(owner),
   };
@@ -129,22 +142,31 @@ function lookupCounter({ metrics, stats }: RedisResponseCacheOptions) {
 
 /** The keys of the answers stored from one user's conversations, for their export and account deletion. */
 function ownerIndex({ redis, prefix, ttlSeconds }: RedisResponseCacheOptions, entryKey: (key: string) => string) {
-  const ownerKey = (owner: string) => `${prefix}cache:owner:${owner}`;
+  // Tagged by the owner's key, as their usage keys are, so that their budget's settlement can list an answer.
+  const ownerKey = (owner: string) => `${prefix}cache:owner:{${owner}}`;
+  // The untagged name of releases before; its sets expire within the cache's TTL of an upgrade.
+  const legacyKey = (owner: string) => `${prefix}cache:owner:${owner}`;
+  const members = async (owner: string) => {
+    const [current, legacy] = await Promise.all([redis.smembers(ownerKey(owner)), redis.smembers(legacyKey(owner))]);
+    return [...new Set([...current, ...legacy])];
+  };
   return {
+    key: ownerKey,
     async add(owner: string, key: string): Promise<void> {
       await OWNER_ADD.run(redis, [ownerKey(owner)], [key, ttlSeconds]);
     },
     async answers(owner: string): Promise<CachedAnswer[]> {
-      const keys = await redis.smembers(ownerKey(owner));
+      const keys = await members(owner);
       const values = await Promise.all(keys.map((key) => redis.get(entryKey(key))));
       return values
         .filter((value): value is string => value !== null)
         .map((value) => JSON.parse(value) as CachedAnswer);
     },
     async forget(owner: string): Promise<void> {
-      const keys = await redis.smembers(ownerKey(owner));
+      const keys = await members(owner);
       await Promise.all(keys.map((key) => redis.del(entryKey(key))));
-      await redis.del(ownerKey(owner));
+      // One key each: on a Redis Cluster the two names hash to different slots.
+      await Promise.all([redis.del(ownerKey(owner)), redis.del(legacyKey(owner))]);
     },
   };
 }

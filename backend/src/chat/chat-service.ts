@@ -210,7 +210,7 @@ async function coalesced(chat: Chat, coalescer: RequestCoalescer): Promise<ChatA
 async function ask(chat: Chat): Promise<ChatAnswer> {
   const { messages, maxTokens, temperature, params } = chat.generation;
   const { onDelta, signal, maxQuotaWaitMs } = chat.options;
-  const completion = await charged(chat, () =>
+  const { result: completion, listed } = await charged(chat, () =>
     chat.service.gateway.complete({ messages, maxTokens, temperature, ...params, onDelta, signal, maxQuotaWaitMs }),
   );
   const answer: CachedAnswer = {
@@ -221,7 +221,7 @@ async function ask(chat: Chat): Promise<ChatAnswer> {
     finishReason: completion.finishReason,
     createdAt: Date.now(),
   };
-  await store(chat, answer);
+  await store(chat, answer, listed);
   const { response, model, provider, usage, finishReason } = answer;
   return { response, cached: false, model, provider, usage, coalesced: false, finishReason };
 }
@@ -229,14 +229,18 @@ async function ask(chat: Chat): Promise<ChatAnswer> {
 /**
  * A user's upstream call holds a budget reservation of its estimate and, when
  * asked, a concurrency slot (one script); both end with the real usage, or no
- * usage when no answer came (one script). Anonymous callers have neither:
- * their per-IP rate limit and the cluster quota bound them.
+ * usage when no answer came (one script, which also lists the answer under its
+ * owner: `listed`). Anonymous callers have neither: their per-IP rate limit and
+ * the cluster quota bound them.
  */
-async function charged<T extends { usage: TokenUsage }>(chat: Chat, call: () => Promise<T>): Promise<T> {
-  const { budget } = chat.service;
+async function charged<T extends { usage: TokenUsage; provider: string }>(
+  chat: Chat,
+  call: () => Promise<T>,
+): Promise<{ result: T; listed: boolean }> {
+  const { budget, cache } = chat.service;
   const { caller, limitConcurrency } = chat.options;
   if (caller?.kind !== 'user' || !budget) {
-    return call();
+    return { result: await call(), listed: false };
   }
   const estimate = estimateTokens(chat.generation.messages, chat.generation.maxTokens);
   const reserved = await budget.reserve(caller.key, estimate, { slot: limitConcurrency === true });
@@ -252,21 +256,28 @@ async function charged<T extends { usage: TokenUsage }>(chat: Chat, call: () => 
     await (spent === undefined ? budget.release(reserved.reservation) : budget.settle(reserved.reservation, spent));
     throw error;
   }
-  await budget.settle(reserved.reservation, result.usage.promptTokens + result.usage.completionTokens);
-  return result;
+  const tokens = result.usage.promptTokens + result.usage.completionTokens;
+  const listing = chat.owner === undefined ? undefined : cache.listing(chat.owner, answerKey(chat, result.provider));
+  return { result, listed: await budget.settle(reserved.reservation, tokens, listing) };
 }
 
-/** Stored under the namespace of whoever answered: a fallback answer never poses as the primary's. */
-async function store(chat: Chat, answer: CachedAnswer): Promise<void> {
-  const { cache } = chat.service;
+/** The cache key of an answer: under the namespace of whoever answered, so a fallback answer never poses as the primary's. */
+function answerKey(chat: Chat, provider: string): string {
   const answered = Math.max(
     0,
-    chat.targets.findIndex((target) => target.provider === answer.provider),
+    chat.targets.findIndex((target) => target.provider === provider),
   );
-  const key = chat.keys[answered] as string;
-  if (!chat.folded || answered !== 0) {
-    await cache.set(key, answer, chat.owner);
-  } else if (chat.owner === undefined || (await chat.service.cache.own(chat.owner, key))) {
+  return chat.keys[answered] as string;
+}
+
+/** Stored, listed under its owner first (unless the budget's settlement `listed` it already). */
+async function store(chat: Chat, answer: CachedAnswer, listed: boolean): Promise<void> {
+  const { cache } = chat.service;
+  const key = answerKey(chat, answer.provider);
+  const owner = listed ? undefined : chat.owner;
+  if (!chat.folded || key !== chat.keys[0]) {
+    await cache.set(key, answer, owner);
+  } else if (owner === undefined || (await cache.own(owner, key))) {
     chat.toStore = answer;
   }
 }

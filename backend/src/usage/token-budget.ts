@@ -51,6 +51,16 @@ export interface BudgetUsage {
   budget: number;
 }
 
+/**
+ * A member to add to a set of the user's own, hash-tagged by their key (on a
+ * Redis Cluster it shares the slot of their usage), with the settlement.
+ */
+export interface UserSetMember {
+  key: string;
+  member: string;
+  ttlSeconds: number;
+}
+
 export interface ReserveOptions {
   /** Also take one of the user's concurrent-call slots (synchronous requests), in the same script. */
   slot?: boolean;
@@ -62,8 +72,11 @@ export interface ReserveOptions {
  */
 export interface TokenBudget {
   reserve(userKey: string, estimateTokens: number, options?: ReserveOptions): Promise<BudgetReserveResult>;
-  /** Replaces the estimate with what the upstream reported and frees the slot. Only the first settle (or release) counts. */
-  settle(reservation: BudgetReservation, actualTokens: number): Promise<void>;
+  /**
+   * Replaces the estimate with what the upstream reported and frees the slot. Only the first settle (or release) counts.
+   * Resolves true when `listing` was added too (false: nothing was held, or Redis failed; the caller adds it itself).
+   */
+  settle(reservation: BudgetReservation, actualTokens: number, listing?: UserSetMember): Promise<boolean>;
   /** Frees the reservation without usage: the call never reached the upstream. */
   release(reservation: BudgetReservation): Promise<void>;
   usage(userKey: string): Promise<BudgetUsage>;
@@ -120,13 +133,16 @@ export function createTokenBudget(options: TokenBudgetOptions): TokenBudget {
     reserve: (userKey, estimateTokens, reserveOptions) =>
       reserve(budget, userKey, Math.max(1, Math.ceil(estimateTokens)), reserveOptions?.slot === true),
     // An upstream that reported no usage: count the estimate, the best we know.
-    settle: (reservation, actualTokens) =>
+    settle: (reservation, actualTokens, listing) =>
       end(
         budget,
         reservation,
         Number.isFinite(actualTokens) ? Math.max(0, Math.round(actualTokens)) : reservation.estimateTokens,
+        listing,
       ),
-    release: (reservation) => end(budget, reservation, 0),
+    release: async (reservation) => {
+      await end(budget, reservation, 0);
+    },
     usage: (userKey) => usage(budget, userKey),
     forget: (userKey) => forget(budget, userKey),
   };
@@ -206,21 +222,30 @@ function refused(
   return { ok: false, reason, retryAfterSeconds, usedTokens: settled, heldTokens: held, budget: tokensPerDay };
 }
 
-async function end(budget: Budget, reservation: BudgetReservation, tokens: number): Promise<void> {
+async function end(
+  budget: Budget,
+  reservation: BudgetReservation,
+  tokens: number,
+  listing?: UserSetMember,
+): Promise<boolean> {
   if (!reservation.tracked && !reservation.slot) {
-    return;
+    return false;
   }
   const { day } = reservation;
+  const keys = keysOf(budget, reservation.userKey, day);
+  const args: (string | number)[] = [reservation.id, tokens, ttlMs(budget, day, budget.now())];
+  if (listing) {
+    keys.push(listing.key);
+    args.push(listing.member, listing.ttlSeconds);
+  }
   try {
-    await settleScript.run(budget.redis, keysOf(budget, reservation.userKey, day), [
-      reservation.id,
-      tokens,
-      ttlMs(budget, day, budget.now()),
-    ]);
+    await settleScript.run(budget.redis, keys, args);
     budget.tracker.succeeded();
+    return listing !== undefined;
   } catch (error) {
     // The estimate and the slot lapse with their lease; the real usage is lost, which favours the user.
     budget.tracker.failed(error);
+    return false;
   }
 }
 

@@ -23,8 +23,10 @@ export const reserveScript = redisScript(new URL('./budget-reserve.lua', import.
  * Ends a call: its slot is freed, its estimate stops counting and `actual`
  * tokens are added to the day's usage (0 for a release). Only the first settle
  * of an id counts; a lapsed lease still settles (the tokens were spent), until
- * the day's keys expire.
- * KEYS: settled, held, leases, inflight   ARGV: id, actual, ttlMs
+ * the day's keys expire. A fifth key, a set of the user's (their hash tag),
+ * gets ARGV member with ARGV seconds of expiry first: the settlement carries
+ * that write instead of a round trip of its own.
+ * KEYS: settled, held, leases, inflight[, set]   ARGV: id, actual, ttlMs[, member, seconds]
  * Returns 1 when tokens counted, 0 when no reservation was held.
  */
 export const settleScript = redisScript(new URL('./budget-settle.lua', import.meta.url));

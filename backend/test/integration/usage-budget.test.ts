@@ -103,6 +103,20 @@ describe('per-user daily token budget (real Redis)', () => {
     expect((await limited.reserve(userKey, 10_000 - 1234)).ok).toBe(true);
   });
 
+  it('adds a member to a set of the user with the settlement, and says so', async () => {
+    const limited = budget(10_000);
+    const userKey = freshUser();
+    const listing = { key: `${prefix}listing:{${userKey}}`, member: 'answer-key', ttlSeconds: 600 };
+    expect(await limited.settle(await granted(limited, userKey, 100), 100, listing)).toBe(true);
+    expect(await redis.smembers(listing.key)).toEqual(['answer-key']);
+    expect(await redis.ttl(listing.key)).toBeGreaterThan(590);
+    expect(await limited.usage(userKey)).toEqual({ tokensToday: 100, budget: 10_000 });
+    // Nothing held (an unlimited budget, no slot): no script ran, so the caller must list it itself.
+    const untracked = await granted(budget(0), userKey, 100);
+    expect(await budget(0).settle(untracked, 100, { ...listing, member: 'other' })).toBe(false);
+    expect(await redis.smembers(listing.key)).toEqual(['answer-key']);
+  });
+
   it('stops counting a leaked reservation after its lease, yet a late settle still counts', async () => {
     const clock = testClock();
     const limited = budget(5000, clock.now);
