@@ -79,28 +79,16 @@ const dayIndex = (now: number) => Math.floor(now / 86_400_000);
 
 type TryReserveReply = { granted: boolean; waitMs: number; reason: string };
 
-/** The Redis keys of one provider's budget. One hash tag per provider keeps every key of a script in one cluster slot. */
-function quotaKeys(prefix: string, provider: string) {
-  const base = `${prefix}quota:{${provider}}:`;
-  return {
-    log: `${base}log`,
-    tokens: `${base}tokens`,
-    sum: `${base}sum`,
-    inflight: `${base}inflight`,
-    shadow: `${base}shadow`,
-    pause: `${base}pause`,
-    learnedRpm: `${base}learned:rpm`,
-    learnedTpm: `${base}learned:tpm`,
-    learnedRpd: `${base}learned:rpd`,
-    dayRequests: (day: number) => `${base}day:${day}:requests`,
-    dayTokens: (day: number) => `${base}day:${day}:tokens`,
-  };
-}
+/**
+ * The base of one provider's Redis keys, which the scripts name every key from
+ * (quota-scripts.ts lists them): one hash tag per provider keeps them in one cluster slot.
+ */
+const quotaBase = (prefix: string, provider: string) => `${prefix}quota:{${provider}}:`;
 
 /** What every step of one governor shares. */
 interface Governor {
   options: QuotaGovernorOptions;
-  keys: ReturnType<typeof quotaKeys>;
+  keyBase: string;
   /** Our window: the upstream's plus WINDOW_SLACK_MS. */
   windowMs: number;
   /** Limits learned from the upstream expire, so the governor climbs back when the other client stops. */
@@ -118,7 +106,7 @@ export function createQuotaGovernor(options: QuotaGovernorOptions): QuotaGoverno
   const upstreamWindowMs = options.windowMs ?? 60_000;
   const governor: Governor = {
     options,
-    keys: quotaKeys(options.prefix, options.provider),
+    keyBase: quotaBase(options.prefix, options.provider),
     windowMs: upstreamWindowMs + WINDOW_SLACK_MS,
     learnedTtlMs: 2 * upstreamWindowMs,
     now: options.now ?? Date.now,
@@ -195,24 +183,12 @@ function reported(governor: Governor, waited: boolean, result: ReserveResult): R
 
 /** One RESERVE script run: granted, or how long until room and which limit is binding. */
 async function tryReserve(governor: Governor, id: string, tokens: number): Promise<TryReserveReply> {
-  const { keys, options } = governor;
+  const { keyBase, options } = governor;
   const { limits } = options;
   const day = dayIndex(governor.now());
   const reply = (await RESERVE.run(
     options.redis,
-    [
-      keys.log,
-      keys.tokens,
-      keys.sum,
-      keys.inflight,
-      keys.shadow,
-      keys.pause,
-      keys.learnedRpm,
-      keys.learnedTpm,
-      keys.learnedRpd,
-      keys.dayRequests(day),
-      keys.dayTokens(day),
-    ],
+    [keyBase],
     [
       id,
       tokens,
@@ -223,6 +199,7 @@ async function tryReserve(governor: Governor, id: string, tokens: number): Promi
       governor.windowMs,
       options.callTimeoutMs * 2,
       POLL_MS,
+      day,
     ],
   )) as unknown[];
   recordGauges(governor, reply);
@@ -304,22 +281,10 @@ async function runSettle(
     seen?: UpstreamLimits;
   },
 ): Promise<void> {
-  const { keys, options } = governor;
+  const { keyBase, options } = governor;
   await SETTLE.run(
     options.redis,
-    [
-      keys.log,
-      keys.tokens,
-      keys.sum,
-      keys.inflight,
-      keys.pause,
-      keys.learnedRpm,
-      keys.dayRequests(day),
-      keys.dayTokens(day),
-      keys.shadow,
-      keys.learnedTpm,
-      keys.learnedRpd,
-    ],
+    [keyBase],
     [
       id,
       how.mode,
@@ -328,6 +293,7 @@ async function runSettle(
       how.learnRequests ? 1 : 0,
       governor.learnedTtlMs,
       governor.windowMs,
+      day,
       ...(how.seen ? observed(options.limits, how.seen) : []),
     ],
   );

@@ -1,10 +1,11 @@
---! keys: 11
+--! keys: 1
 --! include: quota-window.lua
-local log, tokens, sum, inflight, shadow, pause = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local k = quota_keys(KEYS[1], ARGV[10])
+local log, tokens, sum, inflight, shadow, pause = k.log, k.tokens, k.sum, k.inflight, k.shadow, k.pause
 local id, cost, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
-local rpm = limit(tonumber(ARGV[3]), KEYS[7])
-local tpm = limit(tonumber(ARGV[4]), KEYS[8])
-local rpd = limit(tonumber(ARGV[5]), KEYS[9])
+local rpm = limit(tonumber(ARGV[3]), k.rpm)
+local tpm = limit(tonumber(ARGV[4]), k.tpm)
+local rpd = limit(tonumber(ARGV[5]), k.rpd)
 local tpd = tonumber(ARGV[6])
 -- Larger than a whole minute (a learned limit can be below the estimate): it runs alone in an empty window.
 if tpm > 0 and cost > tpm then cost = tpm end
@@ -59,8 +60,8 @@ if tpm > 0 and used + cost > tpm then
 end
 
 local untilTomorrow = 86400000 - (now % 86400000)
-local dayRequests = tonumber(redis.call('GET', KEYS[10]) or '0')
-local dayTokens = tonumber(redis.call('GET', KEYS[11]) or '0')
+local dayRequests = tonumber(redis.call('GET', k.day_requests) or '0')
+local dayTokens = tonumber(redis.call('GET', k.day_tokens) or '0')
 if rpd > 0 and dayRequests + 1 > rpd then return report(0, untilTomorrow, 'day_requests', 0, 0) end
 if tpd > 0 and dayTokens + cost > tpd then return report(0, untilTomorrow, 'day_tokens', 0, 0) end
 
@@ -69,8 +70,8 @@ redis.call('HSET', tokens, id, cost)
 redis.call('INCRBY', sum, cost)
 redis.call('ZADD', inflight, now + tonumber(ARGV[8]), id)
 for _, key in ipairs({log, tokens, sum, inflight}) do redis.call('PEXPIRE', key, window * 2) end
-redis.call('INCR', KEYS[10])
-redis.call('INCRBY', KEYS[11], cost)
-redis.call('EXPIRE', KEYS[10], 172800)
-redis.call('EXPIRE', KEYS[11], 172800)
+redis.call('INCR', k.day_requests)
+redis.call('INCRBY', k.day_tokens, cost)
+redis.call('EXPIRE', k.day_requests, 172800)
+redis.call('EXPIRE', k.day_tokens, 172800)
 return report(1, 0, 'ok', 1, cost)

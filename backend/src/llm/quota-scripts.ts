@@ -4,7 +4,10 @@ import { redisScript } from '../redis/redis-script.js';
  * Lua scripts of the quota governor. Each runs atomically in Redis and reads
  * the time from Redis (TIME), so every instance shares one clock.
  *
- * Keys of one provider (all under one hash tag, so a cluster keeps them together):
+ * Keys of one provider, all named in the scripts (quota-window.lua) from their
+ * base "<prefix>quota:{<provider>}:", the one key a call sends: they share its
+ * hash tag, so they lie in the base's cluster slot (BullMQ's scripts name
+ * their job keys from a prefix the same way). Under the base:
  *   log       ZSET  reservation id -> time it counts from (reserved, then completed)
  *   tokens    HASH  reservation id -> tokens it holds (estimate, then real usage)
  *   sum       STR   sum of `tokens` over `log`
@@ -17,8 +20,7 @@ import { redisScript } from '../redis/redis-script.js';
 
 /**
  * Reserves one request and `cost` tokens, or says how long until there is room.
- * KEYS: log, tokens, sum, inflight, shadow, pause, learned:rpm, learned:tpm, learned:rpd, day:requests, day:tokens
- * ARGV: id, cost, rpm, tpm, rpd, tpd, windowMs, inflightTtlMs, pollMs
+ * KEYS: base   ARGV: id, cost, rpm, tpm, rpd, tpd, windowMs, inflightTtlMs, pollMs, day
  * Returns {granted 0|1, waitMs, reason, remainingRequests, remainingTokens, rpm, tpm}
  * (remaining/limits are -1 when unlimited).
  */
@@ -28,9 +30,8 @@ export const RESERVE = redisScript(new URL('./quota-reserve.lua', import.meta.ur
  * Settles a reservation once the call is over, and follows what the upstream's
  * headers say about the key, which other clients may share (one script after
  * the call).
- * KEYS: log, tokens, sum, inflight, pause, learned:rpm, day:requests, day:tokens,
- *       shadow, learned:tpm, learned:rpd
- * ARGV: id, mode, tokens, pauseMs, learnRequests (0|1), learnedTtlMs, windowMs,
+ * KEYS: base
+ * ARGV: id, mode, tokens, pauseMs, learnRequests (0|1), learnedTtlMs, windowMs, day,
  *       then, when the upstream sent its headers: tpm, rpd, limitTokens,
  *       remainingTokens, resetTokensMs, limitRequestsPerDay, remainingRequestsToday
  *       (-1: header absent)

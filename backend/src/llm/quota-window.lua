@@ -1,5 +1,15 @@
--- Included by the quota scripts: the time now and eviction of entries older than the window.
+-- Included by the quota scripts: the time now, the provider's key names, and eviction of entries older than the window.
 local now = now_ms()
+-- Named from their base ("<prefix>quota:{<provider>}:", the scripts' one key) and the UTC day:
+-- they share its hash tag, so one cluster slot, and a call sends one name, not eleven.
+local function quota_keys(base, day)
+  return {
+    log = base .. 'log', tokens = base .. 'tokens', sum = base .. 'sum', inflight = base .. 'inflight',
+    shadow = base .. 'shadow', pause = base .. 'pause',
+    rpm = base .. 'learned:rpm', tpm = base .. 'learned:tpm', rpd = base .. 'learned:rpd',
+    day_requests = base .. 'day:' .. day .. ':requests', day_tokens = base .. 'day:' .. day .. ':tokens',
+  }
+end
 local function evict(log, tokens, sum, window)
   local old = redis.call('ZRANGEBYSCORE', log, '-inf', now - window, 'LIMIT', 0, 500)
   if #old > 0 then

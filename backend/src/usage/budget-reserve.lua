@@ -1,6 +1,7 @@
---! keys: 4
+--! keys: 1
 --! include: open-tokens.lua
-local settled_key, held, leases, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+--! include: usage-keys.lua
+local settled_key, held, leases, inflight = usage_keys(KEYS[1], ARGV[8])
 local id, estimate, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, lease, ttl, slots = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if slots > 0 then

@@ -1,10 +1,11 @@
---! keys: 4+
-local settled_key, held, leases, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+--! keys: 1+
+--! include: usage-keys.lua
+local settled_key, held, leases, inflight = usage_keys(KEYS[1], ARGV[4])
 local id, actual = ARGV[1], tonumber(ARGV[2])
 -- A set of the user's own (their index of cached answers) gets its member here, in the same round trip.
-if #KEYS > 4 then
-  redis.call('SADD', KEYS[5], ARGV[4])
-  redis.call('EXPIRE', KEYS[5], ARGV[5])
+if #KEYS > 1 then
+  redis.call('SADD', KEYS[2], ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
 end
 redis.call('ZREM', inflight, id)
 if redis.call('HDEL', held, id) == 0 then return 0 end

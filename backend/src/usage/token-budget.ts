@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { memberId } from '../redis/member-id.js';
 import type { DegradationTracker } from '../telemetry/degradation.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { budgetKeys, DAY_MS, inflightKey, utcDay } from './usage-keys.js';
+import { budgetKeys, DAY_MS, inflightKey, userBase, utcDay } from './usage-keys.js';
 import { reserveScript, settleScript } from './usage-scripts.js';
 
 /**
@@ -151,11 +151,6 @@ export function createTokenBudget(options: TokenBudgetOptions): TokenBudget {
 /** Time left until a day's keys may go: its end plus the grace. */
 const ttlMs = (budget: Budget, day: number, at: number) => Math.max(1, (day + 1) * DAY_MS + budget.graceMs - at);
 
-const keysOf = (budget: Budget, userKey: string, day: number) => {
-  const keys = budgetKeys(budget.prefix, userKey, day);
-  return [keys.settled, keys.held, keys.leases, inflightKey(budget.prefix, userKey)];
-};
-
 async function reserve(budget: Budget, userKey: string, estimate: number, slot: boolean): Promise<BudgetReserveResult> {
   const { tokensPerDay, tracker, metrics } = budget;
   const at = budget.now();
@@ -178,8 +173,9 @@ async function reserve(budget: Budget, userKey: string, estimate: number, slot: 
       budget.leaseMs,
       ttlMs(budget, day, at),
       slot ? budget.maxConcurrent : 0,
+      day,
     ];
-    reply = ((await reserveScript.run(budget.redis, keysOf(budget, userKey, day), args)) as unknown[]).map(
+    reply = ((await reserveScript.run(budget.redis, [userBase(budget.prefix, userKey)], args)) as unknown[]).map(
       Number,
     ) as typeof reply;
     tracker.succeeded();
@@ -232,8 +228,8 @@ async function end(
     return false;
   }
   const { day } = reservation;
-  const keys = keysOf(budget, reservation.userKey, day);
-  const args: (string | number)[] = [reservation.id, tokens, ttlMs(budget, day, budget.now())];
+  const keys = [userBase(budget.prefix, reservation.userKey)];
+  const args: (string | number)[] = [reservation.id, tokens, ttlMs(budget, day, budget.now()), day];
   if (listing) {
     keys.push(listing.key);
     args.push(listing.member, listing.ttlSeconds);
