@@ -6,7 +6,7 @@ import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { createGroqProvider } from './groq-provider.js';
 import { createLlmGateway, type GatewayRoute, type LlmGateway } from './llm-gateway.js';
-import { createOpenAiCompatibleProvider } from './openai-compatible-provider.js';
+import type { OpenAiCompatibleProviderOptions } from './openai-compatible-provider.js';
 import { createProviderBreaker } from './provider-breaker.js';
 import { createQuotaGovernor, type QuotaLimits } from './quota-governor.js';
 import { createRedisCoalescer, type RequestCoalescer } from './request-coalescer.js';
@@ -100,7 +100,7 @@ function fallbackRoute(options: UpstreamOptions): GatewayRoute | undefined {
   if (!config.FALLBACK_BASE_URL || !config.FALLBACK_MODEL) {
     return undefined;
   }
-  const provider = createOpenAiCompatibleProvider({
+  const provider = openAiCompatibleProvider({
     name: 'fallback',
     apiKey: config.FALLBACK_API_KEY ?? 'none',
     baseURL: config.FALLBACK_BASE_URL,
@@ -114,6 +114,24 @@ function fallbackRoute(options: UpstreamOptions): GatewayRoute | undefined {
     tokensPerDay: config.FALLBACK_TPD,
   };
   return route(options, provider, limits, config.FALLBACK_TIMEOUT_MS);
+}
+
+/**
+ * The openai SDK is imported only when a fallback is configured: an instance
+ * without one never carries it (about 4 MB of RSS). The import starts at once,
+ * so the first fallback call does not wait for it.
+ */
+function openAiCompatibleProvider(settings: OpenAiCompatibleProviderOptions): LlmProvider {
+  const loaded = import('./openai-compatible-provider.js').then((module) =>
+    module.createOpenAiCompatibleProvider(settings),
+  );
+  // A failed import surfaces on the first call, not as an unhandled rejection at start.
+  loaded.catch(() => undefined);
+  return {
+    name: settings.name,
+    model: settings.model,
+    complete: async (request) => (await loaded).complete(request),
+  };
 }
 
 /** One provider (decorated by wrapProvider) with its shared quota and its own breaker. */
