@@ -118,7 +118,7 @@ function fallbackRoute(options: UpstreamOptions): GatewayRoute | undefined {
 
 /**
  * The openai SDK is imported only when a fallback is configured: an instance
- * without one never carries it (about 4 MB of RSS). The import starts at once,
+ * without one never carries it (about 2 MB of heap). The import starts at once,
  * so the first fallback call does not wait for it.
  */
 function openAiCompatibleProvider(settings: OpenAiCompatibleProviderOptions): LlmProvider {
