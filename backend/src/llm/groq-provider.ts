@@ -1,4 +1,5 @@
 import Groq, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'groq-sdk';
+import { createHttpFetch } from './http-fetch.js';
 import { chatCompletionBody, sdkErrorToUpstream, toCompletion } from './sdk-mapping.js';
 import { streamCompletion } from './stream-reader.js';
 import type { Completion, CompletionRequest, LlmProvider } from './types.js';
@@ -26,12 +27,10 @@ export function toUpstreamError(error: unknown, provider: string): UpstreamError
 /** Groq through groq-sdk. No SDK retries: retry-after, backoff and fallback are ours. */
 export function createGroqProvider(options: GroqProviderOptions): LlmProvider {
   const name = options.name ?? 'groq';
-  const client = new Groq({
-    apiKey: options.apiKey,
-    baseURL: options.baseURL,
-    maxRetries: 0,
-    timeout: options.timeoutMs,
-  });
+  const settings = { apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: options.timeoutMs };
+  // Whole answers over node:http (see http-fetch.ts); streams keep Node's fetch, whose body is the web stream the SDK reads.
+  const client = new Groq({ ...settings, fetch: createHttpFetch() });
+  const streamClient = new Groq(settings);
 
   return {
     name,
@@ -48,7 +47,7 @@ export function createGroqProvider(options: GroqProviderOptions): LlmProvider {
             model: options.model,
             idleTimeoutMs: timeout,
             open: async (signal) => {
-              const { data, response } = await client.chat.completions
+              const { data, response } = await streamClient.chat.completions
                 .create({ ...chatCompletionBody(options.model, request), stream: true }, { signal, timeout })
                 .withResponse();
               return { chunks: data, limits: readRateLimitHeaders(response.headers) };

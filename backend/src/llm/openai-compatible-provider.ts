@@ -1,4 +1,5 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import { createHttpFetch } from './http-fetch.js';
 import { chatCompletionBody, sdkErrorToUpstream, toCompletion } from './sdk-mapping.js';
 import { streamCompletion } from './stream-reader.js';
 import type { Completion, CompletionRequest, LlmProvider } from './types.js';
@@ -33,12 +34,10 @@ export function toUpstreamErrorFromOpenAi(error: unknown, provider: string): Ups
  */
 export function createOpenAiCompatibleProvider(options: OpenAiCompatibleProviderOptions): LlmProvider {
   const { name } = options;
-  const client = new OpenAI({
-    apiKey: options.apiKey,
-    baseURL: options.baseURL,
-    maxRetries: 0,
-    timeout: options.timeoutMs,
-  });
+  const settings = { apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: options.timeoutMs };
+  // Whole answers over node:http (see http-fetch.ts); streams keep Node's fetch, as for Groq.
+  const client = new OpenAI({ ...settings, fetch: createHttpFetch() });
+  const streamClient = new OpenAI(settings);
 
   return {
     name,
@@ -55,7 +54,7 @@ export function createOpenAiCompatibleProvider(options: OpenAiCompatibleProvider
             model: options.model,
             idleTimeoutMs: timeout,
             open: async (signal) => ({
-              chunks: await client.chat.completions.create(
+              chunks: await streamClient.chat.completions.create(
                 {
                   ...chatCompletionBody(options.model, request),
                   stream: true,
