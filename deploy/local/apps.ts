@@ -1,26 +1,33 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { StartOptions } from 'pm2';
 import { durableRedisArgs } from './redis-flags.js';
-import { instanceId, REPO_ROOT, type StackSettings, slotPort } from './settings.js';
+import { instanceId, logFile, REPO_ROOT, type StackSettings, slotPort } from './stack.js';
 
 /**
  * What PM2 runs. Each app runs its command itself (interpreter none: PM2's pid is the process's),
  * restarts with exponential backoff (100 ms, x1.5 up to 15 s, reset after 30 s up), logs to
- * $RUN_DIR/logs/<name>.log and carries RUN_DIR (see orphans() in pm2.ts).
+ * $RUN_DIR/logs/<name>.log and carries RUN_DIR (see orphans() in stack.ts).
  */
 
 type Env = Record<string, string>;
-export const logFile = (runDir: string, name: string) => join(runDir, 'logs', `${name}.log`);
 export const slotsSocket = (runDir: string) => join(runDir, 'slots.sock');
-const SLOTS = join(import.meta.dirname, 'slots.py');
+export const SLOTS = join(import.meta.dirname, 'slots.py');
 
 function app(settings: StackSettings, name: string, [script, ...args]: string[], options: StartOptions = {}) {
-  mkdirSync(join(settings.RUN_DIR, 'logs'), { recursive: true });
-  const [log, env] = [logFile(settings.RUN_DIR, name), { PATH: process.env.PATH ?? '', ...options.env }];
+  const log = logFile(settings.RUN_DIR, name);
+  mkdirSync(dirname(log), { recursive: true });
   const run = { name, script, args, cwd: REPO_ROOT, interpreter: 'none', exp_backoff_restart_delay: 100 };
-  const logs = { output: log, error: log, merge_logs: true, kill_timeout: 10_000 };
-  return { ...run, ...logs, ...options, env: { ...env, RUN_DIR: settings.RUN_DIR } } satisfies StartOptions;
+  const env = { PATH: process.env.PATH ?? '', ...options.env, RUN_DIR: settings.RUN_DIR };
+  return {
+    ...run,
+    output: log,
+    error: log,
+    merge_logs: true,
+    kill_timeout: 10_000,
+    ...options,
+    env,
+  } satisfies StartOptions;
 }
 
 /** Holds each slot's listening socket across its instance's death (slots.py says why). */
@@ -83,9 +90,9 @@ export function caddyApp(settings: StackSettings, env: Env) {
 }
 
 /** targets/*.json, the file_sd files of prometheus.local.yml, each written then renamed (never read half-written). */
-function writeTargetFile(settings: StackSettings, name: string, ports: number[], instance: (n: number) => string) {
+function writeTargetFile(settings: StackSettings, name: string, targets: [port: number, instance: string][]) {
   const file = join(settings.RUN_DIR, 'prometheus/targets', `${name}.json`);
-  const groups = ports.map((port, n) => ({ targets: [`127.0.0.1:${port}`], labels: { instance: instance(n) } }));
+  const groups = targets.map(([port, instance]) => ({ targets: [`127.0.0.1:${port}`], labels: { instance } }));
   writeFileSync(`${file}.tmp`, JSON.stringify(groups, null, 2));
   renameSync(`${file}.tmp`, file);
 }
@@ -93,8 +100,8 @@ function writeTargetFile(settings: StackSettings, name: string, ports: number[],
 /** Instances 1…count (make scale rewrites it), label instance=<INSTANCE_ID>. */
 export function writeTargets(settings: StackSettings, count: number): void {
   if (existsSync(join(settings.RUN_DIR, 'prometheus/targets'))) {
-    const ports = Array.from({ length: count }, (_, slot) => slotPort(settings, slot));
-    writeTargetFile(settings, 'backends', ports, instanceId);
+    const slots = Array.from({ length: count }, (_, slot) => [slotPort(settings, slot), instanceId(slot)] as const);
+    writeTargetFile(settings, 'backends', slots as [number, string][]);
   }
 }
 
@@ -106,7 +113,7 @@ export function prometheusApp(settings: StackSettings, count: number) {
   if (existsSync(join(from, 'alerts.yml'))) {
     copyFileSync(join(from, 'alerts.yml'), join(dir, 'alerts.yml'));
   }
-  writeTargetFile(settings, 'caddy', [settings.CADDY_ADMIN_PORT], () => 'caddy');
+  writeTargetFile(settings, 'caddy', [[settings.CADDY_ADMIN_PORT, 'caddy']]);
   writeTargets(settings, count);
   const listen = `--web.listen-address=127.0.0.1:${settings.PROMETHEUS_PORT}`;
   return app(settings, 'prometheus', ['prometheus', '--config.file=prometheus.yml', listen], { cwd: dir });

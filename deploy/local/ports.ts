@@ -1,40 +1,33 @@
 import { createConnection, createServer } from 'node:net';
-
 import { sleep } from '../../backend/src/shared/sleep.js';
 
-export { sleep };
+/** Loopback ports and polls, for the runner and the tests that drive it. */
 
-/** True when nothing listens on host:port and we may bind it. */
-export function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
+/** Binds 127.0.0.1:port (0: any) and lets go: the port, or undefined when it is taken. */
+function bindOnce(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const server = createServer().once('error', () => resolve(false));
-    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
-  });
-}
-
-/** A port the kernel says is free right now (bound, read, released). */
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+    const server = createServer().once('error', () => resolve(undefined));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
+      const bound = (server.address() as { port: number }).port;
+      server.close(() => resolve(bound));
     });
   });
 }
 
-/** True when something accepts TCP connections on host:port. */
-export function isListening(port: number, host = '127.0.0.1', timeoutMs = 500): Promise<boolean> {
+export const isPortFree = async (port: number) => (await bindOnce(port)) !== undefined;
+/** A port the kernel says is free right now. */
+export const freePort = async () => (await bindOnce(0)) as number;
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+export function isListening(port: number, timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = createConnection({ port, host, timeout: timeoutMs });
+    const socket = createConnection({ port, host: '127.0.0.1', timeout: timeoutMs });
     const done = (result: boolean) => {
       socket.destroy();
       resolve(result);
     };
-    socket
-      .once('connect', () => done(true))
-      .once('timeout', () => done(false))
-      .once('error', () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('timeout', () => done(false)).once('error', () => done(false));
   });
 }
 

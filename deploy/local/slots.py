@@ -1,12 +1,10 @@
-"""The listening sockets of the instance slots, kept open across an instance's death.
+"""The listening sockets of the instance slots, kept open across an instance's death (README.md).
 
-Caddy 2.6 cannot retry a request with a body after a refused connection (Go closes the body
-when the dial fails; fixed upstream by caddy#7547), and PM2 cannot hand a socket to the process
-it restarts. `slots.py hold SOCKET` (a PM2 app) binds a slot's port when first asked, keeps it,
-and sends it over the Unix socket SOCKET (SCM_RIGHTS); "release PORT" closes its copy
-(scale-in: the port then closes with the instance). `slots.py exec SOCKET PORT CMD...` (each
-instance's app) takes the port's socket and execs CMD with LISTEN_FD set, so PM2's pid is the
-instance's. While held, connections to a dead instance wait in the accept queue for the next.
+`slots.py hold SOCKET` (a PM2 app) binds a slot's port when first asked and keeps it; `slots.py
+exec SOCKET PORT CMD...` (each instance's app) takes the port's socket over the Unix socket
+SOCKET (SCM_RIGHTS) and execs CMD with LISTEN_FD set, so PM2's pid is the instance's: while
+held, connections to a dead instance wait in the accept queue for the next. `slots.py release
+SOCKET PORT...` (scale-in) closes the held copy, so the port closes with its instance.
 """
 import os
 import signal
@@ -27,7 +25,9 @@ def hold(path):
             verb, port = client.recv(64).decode().split()
             port = int(port)
             if verb == "release":
-                held.pop(port).close()
+                # A port never taken (its instance died before) has nothing to let go.
+                if port in held:
+                    held.pop(port).close()
                 client.sendall(b"ok")
                 continue
             try:
@@ -38,13 +38,18 @@ def hold(path):
                 client.sendall(f"cannot bind 127.0.0.1:{port}: {error}".encode())
 
 
-def take(path, port, command):
+def ask(path, verb, port):
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(path)
-        client.sendall(f"take {port}".encode())
+        client.sendall(f"{verb} {port}".encode())
         message, fds, _, _ = socket.recv_fds(client, 256, 1)
+    return message.decode(), fds
+
+
+def take(path, port, command):
+    message, fds = ask(path, "take", port)
     if not fds:
-        sys.exit(f"slots.py: {message.decode()}")
+        sys.exit(f"slots.py: {message}")
     # Not fd 3 itself: that is PM2's IPC channel, which Node would take over (NODE_CHANNEL_FD).
     os.set_inheritable(fds[0], True)
     os.execvpe(command[0], command, {**os.environ, "LISTEN_FD": str(fds[0])})
@@ -55,5 +60,8 @@ if __name__ == "__main__":
         # SIGINT is how PM2 stops it: no traceback.
         signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
         hold(sys.argv[2])
+    elif sys.argv[1] == "release":
+        for port in sys.argv[3:]:
+            ask(sys.argv[2], "release", int(port))
     else:
         take(sys.argv[2], int(sys.argv[3]), sys.argv[4:])

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alive, daemonPid } from '../../../deploy/local/pm2.js';
 import { isListening } from '../../../deploy/local/ports.js';
-import type { RunState } from '../../../deploy/local/stack.js';
+import { alive, daemonPid, type RunState } from '../../../deploy/local/stack.js';
 import { request } from '../helpers/http-client.js';
 import { type LocalStack, startLocalStack } from '../helpers/local-stack.js';
 

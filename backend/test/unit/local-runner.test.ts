@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { writeTargets } from '../../../deploy/local/apps.js';
 import { freePort, isListening, pollUntil } from '../../../deploy/local/ports.js';
 import { DEFAULT_DATABASE_URL, ownCluster, probePostgres } from '../../../deploy/local/postgres.js';
-import { loadStackSettings } from '../../../deploy/local/settings.js';
+import { loadStackSettings } from '../../../deploy/local/stack.js';
 
 /**
  * The parts of the local runner (deploy/local) that need no PM2: its settings, the Prometheus
