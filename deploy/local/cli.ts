@@ -294,7 +294,8 @@ try {
   }
   await commands[command](settings, argument);
 } catch (error) {
-  process.stderr.write(`${error instanceof UsageError ? error.message : (error as Error).stack}\n`);
+  const mistake = error instanceof UsageError || error instanceof stack.SettingsError;
+  process.stderr.write(`${mistake ? error.message : (error as Error).stack}\n`);
   process.exitCode = 1;
 }
 // PM2's client keeps sockets open after disconnect and killDaemon.

@@ -34,11 +34,16 @@ const schema = z
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export type StackSettings = ReturnType<typeof loadStackSettings>;
 
+/** A setting of the runner's own that it refuses: make says which, no stack trace. */
+export class SettingsError extends Error {}
+
 export function loadStackSettings(env: NodeJS.ProcessEnv = process.env) {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value));
   const parsed = schema.safeParse(present);
   if (!parsed.success) {
-    throw new Error(parsed.error.issues.map((issue) => `${String(issue.path[0])}: ${issue.message}`).join('\n'));
+    throw new SettingsError(
+      parsed.error.issues.map((issue) => `${String(issue.path[0])}: ${issue.message}`).join('\n'),
+    );
   }
   return Object.freeze({
     ...parsed.data,
