@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFil
 import { dirname, join } from 'node:path';
 import type { StartOptions } from 'pm2';
 import { durableRedisArgs } from './redis-flags.js';
-import { instanceId, logFile, REPO_ROOT, type StackSettings, slotPort } from './stack.js';
+import { type Env, instanceId, logFile, REPO_ROOT, type StackSettings, slotPort } from './stack.js';
 
 /**
  * What PM2 runs. Each app runs its command itself (interpreter none: PM2's pid is the process's),
@@ -10,7 +10,6 @@ import { instanceId, logFile, REPO_ROOT, type StackSettings, slotPort } from './
  * $RUN_DIR/logs/<name>.log and carries RUN_DIR (see orphans() in stack.ts).
  */
 
-type Env = Record<string, string>;
 export const slotsSocket = (runDir: string) => join(runDir, 'slots.sock');
 export const SLOTS = join(import.meta.dirname, 'slots.py');
 
@@ -18,16 +17,9 @@ function app(settings: StackSettings, name: string, [script, ...args]: string[],
   const log = logFile(settings.RUN_DIR, name);
   mkdirSync(dirname(log), { recursive: true });
   const run = { name, script, args, cwd: REPO_ROOT, interpreter: 'none', exp_backoff_restart_delay: 100 };
+  const logs = { output: log, error: log, merge_logs: true, kill_timeout: 10_000 };
   const env = { PATH: process.env.PATH ?? '', ...options.env, RUN_DIR: settings.RUN_DIR };
-  return {
-    ...run,
-    output: log,
-    error: log,
-    merge_logs: true,
-    kill_timeout: 10_000,
-    ...options,
-    env,
-  } satisfies StartOptions;
+  return { ...run, ...logs, ...options, env } satisfies StartOptions;
 }
 
 /** Holds each slot's listening socket across its instance's death (slots.py says why). */
