@@ -108,5 +108,7 @@ export function prometheusApp(settings: StackSettings, count: number) {
   writeTargetFile(settings, 'caddy', [[settings.CADDY_ADMIN_PORT, 'caddy']]);
   writeTargets(settings, count);
   const listen = `--web.listen-address=127.0.0.1:${settings.PROMETHEUS_PORT}`;
-  return app(settings, 'prometheus', ['prometheus', '--config.file=prometheus.yml', listen], { cwd: dir });
+  // Its data here, not in the build's default (Debian's: /var/lib/prometheus/metrics2, shared by every run).
+  const command = ['prometheus', '--config.file=prometheus.yml', '--storage.tsdb.path=data', listen];
+  return app(settings, 'prometheus', command, { cwd: dir });
 }
