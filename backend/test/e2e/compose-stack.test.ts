@@ -216,7 +216,12 @@ describe.skipIf(noEngine !== undefined)('the compose stack on images built from 
   }, 150_000);
 
   it('scales to 5, then to 2 replicas under a steady load with no failed request', async () => {
-    const load = startSteadyLoad({ url: publicUrl, concurrency: 4, message: (n) => `scale ${n} ${randomUUID()}` });
+    const load = startSteadyLoad({
+      url: publicUrl,
+      concurrency: 4,
+      everyMs: 100,
+      message: (n) => `scale ${n} ${randomUUID()}`,
+    });
     try {
       await make(300_000, 'scale', 'N=5');
       expect(await replicaIds()).toHaveLength(5);
@@ -234,7 +239,12 @@ describe.skipIf(noEngine !== undefined)('the compose stack on images built from 
   }, 900_000);
 
   it('loses no request started once Caddy has taken a docker-killed replica out', async () => {
-    const load = startSteadyLoad({ url: publicUrl, concurrency: 4, message: (n) => `kill ${n} ${randomUUID()}` });
+    const load = startSteadyLoad({
+      url: publicUrl,
+      concurrency: 4,
+      everyMs: 100,
+      message: (n) => `kill ${n} ${randomUUID()}`,
+    });
     try {
       const [victim] = await containers('backend');
       expect(await trafficReaches(load.records, replicaIds)).toBe(true);

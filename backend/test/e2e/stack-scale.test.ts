@@ -35,7 +35,12 @@ let stack: LocalStack;
 beforeAll(async () => {
   const configDir = mkdtempSync(join(tmpdir(), 'focus-prometheus-'));
   writeFileSync(join(configDir, 'prometheus.local.yml'), PROMETHEUS_CONFIG);
-  stack = await startLocalStack(3, { PROMETHEUS_ENABLED: 'true', PROMETHEUS_CONFIG_DIR: configDir });
+  stack = await startLocalStack(3, {
+    PROMETHEUS_ENABLED: 'true',
+    PROMETHEUS_CONFIG_DIR: configDir,
+    // make up's own: the removed instances drain while the load goes on.
+    SHUTDOWN_DRAIN_MS: '3000',
+  });
 });
 
 afterAll(async () => {

@@ -27,6 +27,8 @@ beforeAll(async () => {
     // Short, so a trickling client is seen cut; the streams below last longer than both.
     CADDY_READ_HEADER: '1s',
     CADDY_READ_BODY: '2s',
+    // make up's own: the scale-in below drains the instance it removes.
+    SHUTDOWN_DRAIN_MS: '3000',
   });
 });
 
@@ -160,7 +162,7 @@ describe('streams through Caddy', () => {
   });
 
   it('lets every open stream finish with done while make scale goes from 3 to 2', async () => {
-    // About 6 s a stream: longer than the stopping instance's drain (SHUTDOWN_DRAIN_MS, 2 s) after the scale-in.
+    // About 6 s a stream: longer than the stopping instance's drain (SHUTDOWN_DRAIN_MS, 3 s) after the scale-in.
     simulator.configure({ chunkDelayMs: 300 });
     const streams = Array.from({ length: 20 }, (_, index) =>
       streamChat(`Keep me open through the scale-in, number ${index}`).then((response) => readEvents(response)),

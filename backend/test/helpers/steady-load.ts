@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:http';
+import { sleep } from '../../src/shared/sleep.js';
 
 /** One request of a steady load: when it started and ended, and how it went. */
 export interface LoadRecord {
@@ -23,6 +24,12 @@ export interface SteadyLoadOptions {
   concurrency: number;
   /** The chat message of the n-th request. */
   message: (n: number) => string;
+  /**
+   * Each loop starts a request at most this often (200 ms: 5 a second per loop). A paced load
+   * shows a lost request as well as a flat-out one, at a fraction of the CPU the stack would
+   * spend on it, which the tests running beside it need.
+   */
+  everyMs?: number;
 }
 
 function errorCode(text: string): string {
@@ -68,6 +75,8 @@ export function startSteadyLoad(options: SteadyLoadOptions): SteadyLoad {
   let running = true;
   let sent = 0;
 
+  const everyMs = options.everyMs ?? 200;
+
   async function loop() {
     while (running) {
       const n = sent;
@@ -75,6 +84,7 @@ export function startSteadyLoad(options: SteadyLoadOptions): SteadyLoad {
       const startedAt = Date.now();
       const result = await postOnce(`${options.url}/api/chat`, JSON.stringify({ message: options.message(n) }), agent);
       records.push({ startedAt, endedAt: Date.now(), ...result });
+      await sleep(startedAt + everyMs - Date.now());
     }
   }
 
