@@ -45,8 +45,8 @@ test: node_modules ## Build, typecheck, lint, then every test (unit, integration
 	@# Build, typecheck and lint need nothing of each other: at once (-j), each one's output kept together (-O);
 	@# any of them failing stops make test with its exit code.
 	$(MAKE) --no-print-directory -j -O dist/.built typecheck lint
-	npx vitest run --project fast
-	npx vitest run --project e2e --passWithNoTests
+	@# One run, three projects in turn (vitest.config.ts): fast, e2e two files at a time, e2e-alone.
+	npx vitest run
 
 # The web pages (web/ -> web/dist, served by Caddy): built when missing or older than their sources.
 WEB_SOURCES := $(shell find web -path web/dist -prune -o -path web/test-results -prune -o -type f -print 2>/dev/null) \

@@ -1,8 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
-// Two projects: "fast" (unit + integration on real Redis, files in parallel)
-// and "e2e" (real processes and Caddy, one file at a time: they share CPU and ports).
+// The e2e files that measure the Groq quota against a simulator's clock: with another
+// stack beside them, a starved instance settles its calls late and the test sees the
+// CPU, not the governor (upstream-resilience saw five 429s so).
+const QUOTA_TIMED = ['backend/test/e2e/upstream-resilience.test.ts', 'backend/test/e2e/upstream-quota-queue.test.ts'];
+
+// Three projects, run in this order (sequence.groupOrder): "fast" (unit + integration on real
+// Redis), "e2e" (real processes, Caddy, Docker, Chromium: two files at a time, each on ports,
+// run directory and Redis prefix of its own) and "e2e-alone" (one file at a time, nothing beside).
 export default defineConfig({
   test: {
     projects: [
@@ -18,17 +24,33 @@ export default defineConfig({
           isolate: false,
           // Several files at a time: they mostly wait on Redis, PostgreSQL and timers.
           maxWorkers: Math.max(2, availableParallelism() - 1),
+          sequence: { groupOrder: 0 },
         },
       },
       {
         test: {
           name: 'e2e',
           include: ['backend/test/e2e/**/*.test.ts'],
+          exclude: QUOTA_TIMED,
+          testTimeout: 240_000,
+          hookTimeout: 120_000,
+          // Two at a time: on two cores the e2e files are CPU-bound at two (about 90 % busy), and a third
+          // would only starve the stacks' health checks.
+          maxWorkers: 2,
+          // One module cache per worker, importing the helpers once, as the fast project does.
+          isolate: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        test: {
+          name: 'e2e-alone',
+          include: QUOTA_TIMED,
           testTimeout: 240_000,
           hookTimeout: 120_000,
           fileParallelism: false,
-          // One worker for every file, importing the helpers once, as the fast project does.
           isolate: false,
+          sequence: { groupOrder: 2 },
         },
       },
     ],
