@@ -23,7 +23,7 @@ export default defineConfig({
           // project's CPU time fell from about 155 s to 50 s, most of it vite's transform and import.
           isolate: false,
           // Several files at a time: they mostly wait on Redis, PostgreSQL and timers.
-          maxWorkers: Math.max(2, availableParallelism() - 1),
+          maxWorkers: Math.max(3, availableParallelism() - 1),
           sequence: { groupOrder: 0 },
         },
       },

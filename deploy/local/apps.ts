@@ -64,8 +64,9 @@ export function postgresApp(settings: StackSettings, cluster: { cwd: string; com
   return app(settings, 'postgres', cluster.command, { cwd: cluster.cwd, ...user } as StartOptions);
 }
 
+/** The simulator as built, like the instances: through tsx, its start cost 0.7 CPU-s more. */
 export const simulatorApp = (settings: StackSettings, port: number, env: Env) =>
-  app(settings, 'simulator', [process.execPath, '--import', 'tsx', 'backend/sim/main.ts'], {
+  app(settings, 'simulator', [process.execPath, 'dist/sim/main.js'], {
     env: { ...env, SIM_PORT: String(port), SIM_HOST: '127.0.0.1' },
   });
 
