@@ -33,10 +33,12 @@ const summarise = (records: readonly LoadRecord[]) =>
 
 describe('kill -9 of one instance under steady load', () => {
   it('loses at most the requests in flight on it; every later request succeeds; the runner replaces it', async () => {
-    // Distinct messages: every request goes to the simulator (40 ms), so some are in flight on the victim.
+    // Distinct messages: every request goes to the simulator (40 ms), so some are in flight on the victim;
+    // flat out, not paced: paced, the kill sometimes met none in flight.
     const load = startSteadyLoad({
       url: stack.publicUrl,
       concurrency: 6,
+      everyMs: 0,
       message: (n) => `failover ${n} ${randomUUID()}`,
     });
     await sleep(2000);
