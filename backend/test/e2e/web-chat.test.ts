@@ -309,7 +309,7 @@ describe('both pages', () => {
   };
   const none = (name: string) => ['light', 'dark'].map((colorScheme) => ({ page: name, colorScheme, violations: [] }));
 
-  it('have no serious or critical axe-core violations, light and dark, and no CSP or script error', async () => {
+  it('have no serious or critical axe-core violations, light and dark, no CSP or script error; the charts follow a switch of scheme', async () => {
     const chat = await openChat();
     await ask(chat.page, 'Check my contrast');
     await lastAnswer(chat.page);
@@ -321,6 +321,21 @@ describe('both pages', () => {
 
     const ops = await openOps({});
     expect(await violationsBothSchemes(ops.page, 'ops')).toEqual(none('ops'));
+    // Switched to dark on the open page: the charts' canvas and legend were drawn again in its colours.
+    const colours = await ops.page.evaluate(() => {
+      const probe = document.body.appendChild(document.createElement('span'));
+      probe.style.color = 'var(--chart-1)';
+      const theme = getComputedStyle(probe).color;
+      probe.remove();
+      const markers = [...document.querySelectorAll<HTMLElement>('.u-legend .u-marker')].filter((m) => m.style.border);
+      return {
+        theme,
+        charts: document.querySelectorAll('.uplot').length,
+        first: getComputedStyle(markers[0] as Element).borderTopColor,
+      };
+    });
+    expect(colours.charts).toBeGreaterThan(0);
+    expect(colours.first).toBe(colours.theme);
     expect(ops.problems).toEqual([]);
     await ops.page.context().close();
   });

@@ -20,20 +20,34 @@ function themeColor(name: string): string {
 }
 
 export class LiveChart {
-  private readonly plot: uPlot;
+  private plot: uPlot;
   private readonly data: number[][];
 
   constructor(
-    container: HTMLElement,
-    series: SeriesSpec[],
+    private readonly container: HTMLElement,
+    private readonly series: SeriesSpec[],
     private readonly capacity: number,
-    windowSeconds: number,
+    private readonly windowSeconds: number,
   ) {
     this.data = [[], ...series.map(() => [])];
+    this.plot = this.draw();
+    new ResizeObserver(() => {
+      this.plot.setSize({ width: Math.max(240, container.clientWidth), height: HEIGHT });
+    }).observe(container);
+    // Canvas keeps the colours it was drawn with: when the system switches between light and
+    // dark, the chart is drawn again from the theme, with the samples it holds.
+    matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
+      this.plot.destroy();
+      this.plot = this.draw();
+    });
+  }
+
+  private draw(): uPlot {
+    const { container, windowSeconds } = this;
     const axisColor = themeColor('--muted');
     const gridColor = themeColor('--border');
     const axis = { stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 } };
-    this.plot = new uPlot(
+    const plot = new uPlot(
       {
         width: Math.max(240, container.clientWidth),
         height: HEIGHT,
@@ -61,7 +75,7 @@ export class LiveChart {
         ],
         series: [
           {},
-          ...series.map((spec) => ({
+          ...this.series.map((spec) => ({
             label: spec.label,
             stroke: themeColor(spec.color),
             width: 2,
@@ -77,9 +91,7 @@ export class LiveChart {
     for (const canvas of container.querySelectorAll('canvas')) {
       canvas.setAttribute('aria-hidden', 'true');
     }
-    new ResizeObserver(() => {
-      this.plot.setSize({ width: Math.max(240, container.clientWidth), height: HEIGHT });
-    }).observe(container);
+    return plot;
   }
 
   /** One sample: time in seconds, one value per series (null for a gap). */
